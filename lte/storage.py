@@ -1,0 +1,176 @@
+"""Artifact storage: a local directory or an S3 prefix (boto3), behind one interface.
+
+Keys are relative POSIX paths ("basis/<hash>/vectors.npy"). Writes are atomic on both backends:
+local files are written to a temp name and renamed; S3 objects appear whole on PUT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol, TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+
+
+class ArtifactStore(Protocol):
+    def put_file(self, local_path: Path, key: str) -> str: ...
+    def put_bytes(self, data: bytes, key: str) -> str: ...
+    def get_file(self, key: str, local_path: Path) -> Path: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def uri(self, key: str) -> str: ...
+
+
+class LocalStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents and path != self.root:
+            raise ValueError(f"key {key!r} escapes the store root {self.root}")
+        return path
+
+    def put_file(self, local_path: Path, key: str) -> str:
+        return self.put_bytes(Path(local_path).read_bytes(), key)
+
+    def put_bytes(self, data: bytes, key: str) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.uri(key)
+
+    def get_file(self, key: str, local_path: Path) -> Path:
+        local_path = Path(local_path)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(key), local_path)
+        return local_path
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.root
+        return sorted(
+            p.relative_to(base).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.endswith(".tmp") and p.relative_to(base).as_posix().startswith(prefix)
+        )
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+
+def with_retries(fn: Callable[[], T], attempts: int = 4, base_delay: float = 0.2) -> T:
+    """Retry transient S3/HTTP failures with exponential backoff; the last error propagates."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # botocore raises many classes; only retry transport-ish ones
+            name = type(exc).__name__
+            transient = name in {
+                "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                "ConnectTimeoutError", "ConnectionError",
+            } or getattr(exc, "response", {}).get("Error", {}).get("Code") in {
+                "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500",
+            }
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(base_delay * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class S3Store:
+    """s3://bucket/prefix through boto3. `endpoint_url` points at MinIO/moto/etc. when set."""
+
+    def __init__(self, uri: str, endpoint_url: str | None = None):
+        import boto3
+        from botocore.config import Config
+
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, local_path: Path, key: str) -> str:
+        with_retries(lambda: self.client.upload_file(str(local_path), self.bucket, self._key(key)))
+        return self.uri(key)
+
+    def put_bytes(self, data: bytes, key: str) -> str:
+        with_retries(lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data))
+        return self.uri(key)
+
+    def get_file(self, key: str, local_path: Path) -> Path:
+        local_path = Path(local_path)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        with_retries(lambda: self.client.download_file(self.bucket, self._key(key), str(local_path)))
+        return local_path
+
+    def get_bytes(self, key: str) -> bytes:
+        obj = with_retries(lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key)))
+        return obj["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with_retries(lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][strip:]
+
+    def list(self, prefix: str = "") -> list[str]:
+        return sorted(with_retries(lambda: list(self._iter_keys(prefix))))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def open_store(uri: str | None, local_root: Path, endpoint_url: str | None = None) -> ArtifactStore:
+    """The artifact store for settings.storage: S3 when `uri` is s3://..., else a local dir."""
+    if uri and uri.startswith("s3://"):
+        return S3Store(uri, endpoint_url=endpoint_url)
+    return LocalStore(Path(uri) if uri else local_root)

@@ -45,6 +45,7 @@ class BasisSettings(_Section):
     # "hashing" = dependency-free hashed character n-grams (fast, for tests).
     encoder: Literal["minilm", "hashing"] = "minilm"
     hashing_dim: int = 256
+    minilm_batch_size: int = 64  # texts per forward pass; affects speed, not the basis family
 
 
 class LteSettings(_Section):
@@ -58,6 +59,7 @@ class LteSettings(_Section):
     snapshot_every_days: int = 30  # cadence of historical snapshots used for training
     event_types: tuple[str, ...] = ()  # empty = every event type counts
     dedupe_items: bool = False  # True = an item repeated in the window counts once
+    max_empty_share: float = 0.5  # lte_live check: share of users without an LTE above this fails
 
 
 class ModelSettings(_Section):
@@ -87,6 +89,7 @@ class GateSettings(_Section):
     min_uplift: float = 0.0  # relative NDCG@k uplift the challenger must reach
     tolerance: float = 0.0  # CI lower bound of the uplift must be >= -tolerance
     n_bootstrap: int = 1000
+    seed: int = 0  # bootstrap resampling seed: the same inputs always give the same verdict
 
 
 class RegistrySettings(_Section):

@@ -1,0 +1,107 @@
+"""Lagged LTE generation: historical snapshots for training, and the one live row per user.
+
+The pipeline's clock is the event log's: the live as_of is the midnight after the last event, so
+a replay of the same log gives the same LTEs (with live data the two clocks coincide).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from lte import basis as content
+from lte import embeddings
+from lte.events import time_range
+from lte.feature_store import FeatureStore, snapshot_times
+from orchestration.resources import LteResource
+
+from .basis import content_basis
+from .ingestion import events
+
+GROUP = "lte"
+
+
+def _live_as_of(last_event) -> pd.Timestamp:
+    return pd.Timestamp(last_event).floor("D") + timedelta(days=1)
+
+
+def _batch_metadata(batch) -> dict:
+    empty = batch.n_events == 0
+    norms = np.linalg.norm(batch.vectors[~empty], axis=1) if (~empty).any() else np.zeros(1)
+    return {
+        "as_of": str(batch.as_of),
+        "users": int(len(batch.user_ids)),
+        "users_without_lte": int(empty.sum()),
+        "empty_share": round(float(empty.mean()) if len(empty) else 0.0, 4),
+        "mean_norm": round(float(norms.mean()), 4),
+        "mean_events_in_window": round(float(batch.n_events[~empty].mean()) if (~empty).any() else 0.0, 1),
+        "basis_hash": batch.basis_hash,
+        "variant": batch.variant,
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[events, content_basis],
+    kinds={"duckdb"},
+    owners=["team:lte"],
+    description="Append-only LTE history: one snapshot per user every `lte.snapshot_every_days`, "
+    "window [as_of - lag - window, as_of - lag). Training reads these point-in-time.",
+)
+def lte_snapshots(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+    settings = lte.settings()
+    basis = content.current_basis(lte.store())
+    with lte.connect() as con:
+        first, last = time_range(con)
+        times = snapshot_times(first, _live_as_of(last), settings.lte.snapshot_every_days)
+        rows = FeatureStore(con).backfill(con, basis, times, settings.lte)
+    return dg.MaterializeResult(
+        metadata={"snapshots": len(times), "rows_written": rows, "first_as_of": str(times[0]),
+                  "last_as_of": str(times[-1]), "basis_hash": basis.hash, "variant": settings.lte.variant}
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[lte_snapshots],
+    kinds={"duckdb"},
+    owners=["team:lte"],
+    description="The single live LTE per user that serving reads; swapped atomically.",
+)
+def lte_live(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+    settings = lte.settings()
+    basis = content.current_basis(lte.store())
+    with lte.connect() as con:
+        _, last = time_range(con)
+        batch = embeddings.compute_lte(con, basis, _live_as_of(last).to_pydatetime(), settings.lte)
+        store = FeatureStore(con)
+        store.write_snapshot(batch)
+        store.publish_live(batch)
+    return dg.MaterializeResult(metadata=_batch_metadata(batch))
+
+
+@dg.asset_check(asset=lte_live, description="No NaN/inf, norms in range, empty share under the threshold, basis is current.")
+def lte_live_sane(lte: LteResource) -> dg.AssetCheckResult:
+    settings = lte.settings()
+    current = content.current_basis(lte.store())
+    with lte.connect(read_only=True) as con:
+        batch = FeatureStore(con).live()
+    finite = bool(np.isfinite(batch.vectors).all())
+    empty_share = float((batch.n_events == 0).mean()) if len(batch.n_events) else 1.0
+    norms = np.linalg.norm(batch.vectors[batch.n_events > 0], axis=1)
+    norms_ok = bool(len(norms) == 0 or (norms.max() <= 1.0 + 1e-3 and norms.min() > 0))
+    basis_ok = current is not None and batch.basis_hash == current.hash
+    passed = finite and norms_ok and basis_ok and empty_share <= settings.lte.max_empty_share
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "finite": finite,
+            "norms_in_unit_ball": norms_ok,
+            "empty_share": round(empty_share, 4),
+            "max_empty_share": settings.lte.max_empty_share,
+            "basis_matches_current": basis_ok,
+        },
+    )

@@ -1,0 +1,83 @@
+"""Run the `full_pipeline` job in-process against the LTE home's Dagster instance (what `make demo` does).
+
+The run is recorded in $LTE_HOME/dagster, so `make ui` shows it afterwards with every
+materialization, check result and metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+
+from lte.config import Settings
+from orchestration.instance import ensure_dagster_home
+
+
+def run_full_pipeline(settings: Settings, synthetic_size: str | None = None, encoder: str | None = None) -> bool:
+    ensure_dagster_home(settings)
+    from orchestration.definitions import defs
+
+    resource_config: dict = {"home": str(settings.home)}
+    if synthetic_size:
+        resource_config["synthetic_size"] = synthetic_size
+    if encoder:
+        resource_config["encoder"] = encoder
+    run_config = {
+        "resources": {"lte": {"config": resource_config}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    job = defs.resolve_job_def("full_pipeline")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"FAILED: {event.step_key}: {event.message}")
+    return result.success
+
+
+def print_summary(state: dict, seconds: float) -> None:
+    """The demo's closing summary: each step's key figure, and where to look next."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="LTE demo summary", show_header=False)
+    table.add_row("events", f"{state['events']:,}")
+    basis = state.get("basis") or {}
+    if basis:
+        table.add_row("items / basis", f"{basis['n_items']} items x {basis['dim']}-d ({basis['encoder']})")
+        table.add_row("basis hash", basis["hash"])
+        if basis.get("encode_seconds") is not None:
+            table.add_row("encoder cost", f"{basis['encode_seconds']:.1f} s")
+    lte_state = state.get("lte") or {}
+    if lte_state:
+        table.add_row(
+            "live LTE",
+            f"as_of {lte_state['as_of']}: {lte_state['users'] - lte_state['users_without_lte']} users with LTE, "
+            f"{lte_state['users_without_lte']} without",
+        )
+    evaluation = state.get("evaluation")
+    if evaluation:
+        table.add_row("offline NDCG", evaluation["table"])
+    model = state.get("model") or {}
+    champion, challenger = model.get("champion"), model.get("challenger")
+    if challenger:
+        table.add_row("gate", f"{challenger.get('gate_verdict', '?')}: {challenger.get('gate_reason', '')}")
+    table.add_row(
+        "model",
+        f"{model.get('name')}: champion v{champion['version'] if champion else '-'}, "
+        f"challenger v{challenger['version'] if challenger else '-'}",
+    )
+    drift = state.get("drift")
+    if drift:
+        table.add_row("drift", f"drifted={drift['drifted']} score={drift['score']:.4g} ({drift['method']})")
+        table.add_row("drift report", str(drift["report"]))
+    table.add_row("took", f"{seconds:.0f} s")
+    console.print(table)
+    console.print(
+        "Next: [bold]make ui[/bold] (Dagster, MLflow, Evidently on 127.0.0.1), "
+        "[bold].venv/bin/lte status[/bold], [bold].venv/bin/lte recommend USER[/bold]"
+    )

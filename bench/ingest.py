@@ -1,0 +1,114 @@
+"""Ingestion throughput: our path (validate + dedup + store) vs DuckDB's raw read_csv into a table.
+
+Generates N canonical CSV rows (user_id, item_id, timestamp as Unix seconds, event_type), then in
+the same run times, on fresh DuckDB files:
+  raw   CREATE TABLE raw AS SELECT * FROM read_csv(file)   (DuckDB's own sniffing + typed load)
+  ours  lte.ingest_files.ingest_file(con, file)             (hash, classify, quarantine, dedup, store)
+  again the same events under another file name (all duplicates: the anti-join path)
+Peak RSS is measured per step in a child process (ru_maxrss), so the steps do not mask each other.
+
+    .venv/bin/python bench/ingest.py [--rows 10000000] [--workdir /tmp/lte-bench]
+Last line: JSON with events_per_s, ratio_vs_duckdb, peak_rss_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, sys.path[0] is bench/, where a sibling bench/lte.py would shadow the package.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+
+def generate(path: Path, rows: int) -> None:
+    import duckdb
+
+    duckdb.connect().execute(
+        f"""COPY (SELECT (i % 200000)::BIGINT AS user_id, ((i * 7919) % 50000)::BIGINT AS item_id,
+                   1600000000 + i AS timestamp,
+                   CASE WHEN i % 20 = 0 THEN 'purchase' WHEN i % 7 = 0 THEN 'cart' ELSE 'view' END AS event_type
+            FROM range({rows}) t(i)) TO '{path}' (HEADER)"""
+    )
+
+
+def _raw(csv: str, db: str) -> dict:
+    import duckdb
+
+    con = duckdb.connect(db)
+    start = time.perf_counter()
+    n = con.execute(f"CREATE TABLE raw AS SELECT * FROM read_csv('{csv}')").fetchall()[0][0]
+    con.close()
+    return {"seconds": time.perf_counter() - start, "rows": n}
+
+
+def _ours(csv: str, db: str, label: str | None = None) -> dict:
+    from lte.db import connect
+    from lte.ingest_files import ingest_file
+
+    con = connect(db)
+    start = time.perf_counter()
+    report = ingest_file(con, Path(csv), label=label)
+    con.close()
+    return {"seconds": time.perf_counter() - start, "rows": report.rows_in, "accepted": report.accepted,
+            "duplicates": report.duplicates, "status": report.status}
+
+
+def _child(fn, args, queue) -> None:
+    result = fn(*args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def run_isolated(fn, *args) -> dict:
+    queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_child, args=(fn, args, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"benchmark step {fn.__name__} failed (exit code {proc.exitcode})")
+    return queue.get()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/lte-bench-ingest"))
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    csv = args.workdir / "events.csv"
+    start = time.perf_counter()
+    generate(csv, args.rows)
+    copy = args.workdir / "events_copy.csv"
+    with open(csv, "rb") as src, open(copy, "wb") as dst:  # same events, different bytes
+        shutil.copyfileobj(src, dst)
+        dst.write(b"\n")
+    print(f"generated {args.rows:,} rows ({csv.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - start:.1f}s")
+
+    raw = run_isolated(_raw, str(csv), str(args.workdir / "raw.duckdb"))
+    ours = run_isolated(_ours, str(csv), str(args.workdir / "ours.duckdb"))
+    again = run_isolated(_ours, str(copy), str(args.workdir / "ours.duckdb"), "events_copy.csv")
+    assert ours["accepted"] == args.rows and again["duplicates"] == args.rows, (ours, again)
+
+    print(f"{'step':<40}{'seconds':>9}{'events/s':>14}{'peak RSS MB':>13}")
+    for name, r in [("duckdb raw read_csv -> table", raw), ("lte ingest (validate+dedup+store)", ours),
+                    ("lte ingest again (all duplicates)", again)]:
+        print(f"{name:<40}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>14,.0f}{r['peak_rss_mb']:>13.0f}")
+    events_per_s = ours["rows"] / ours["seconds"]
+    ratio = events_per_s / (raw["rows"] / raw["seconds"])
+    print(json.dumps({"rows": args.rows, "events_per_s": round(events_per_s), "ratio_vs_duckdb": round(ratio, 3),
+                      "peak_rss_mb": round(ours["peak_rss_mb"]), "raw_events_per_s": round(raw["rows"] / raw["seconds"]),
+                      "duplicate_pass_events_per_s": round(again["rows"] / again["seconds"]),
+                      "raw_peak_rss_mb": round(raw["peak_rss_mb"])}))
+    shutil.rmtree(args.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

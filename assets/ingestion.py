@@ -1,6 +1,5 @@
 """Ingestion assets: the built-in dataset's events and item catalog, loaded into DuckDB."""
 
-from __future__ import annotations
 
 import dagster as dg
 
@@ -62,3 +61,45 @@ def items(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Materialize
             "sample": dg.MetadataValue.md(frame.head(5)[["item_id", "text"]].to_markdown(index=False)),
         }
     )
+
+
+def landing_uri(settings) -> str:
+    if settings.data.landing_uri:
+        return settings.data.landing_uri
+    path = settings.home / "landing"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path.resolve())
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "s3"},
+    owners=["team:lte"],
+    description="Files dropped in the landing location (local dir or S3 prefix), each ingested once "
+    "(identity = content hash): validated, deduplicated, bad rows quarantined with a reason.",
+)
+def landed_files(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+    from lte.ingest_files import ingest_landing_file, pending_files, summarize
+
+    settings = lte.settings()
+    uri = landing_uri(settings)
+    with lte.connect() as con:
+        reports = [ingest_landing_file(con, f) for f in pending_files(uri, con, settings.storage.s3_endpoint_url)]
+    totals = summarize(reports)
+    rows = "\n".join(
+        f"| {r.file} | {r.rows_in} | {r.accepted} | {r.duplicates} | {r.quarantined} | {r.status} | {r.reason} |"
+        for r in reports
+    )
+    table = "| file | rows in | accepted | duplicates | quarantined | status | reason |\n|---|---|---|---|---|---|---|\n" + rows
+    return dg.MaterializeResult(
+        metadata={**totals, "landing": uri, "files_table": dg.MetadataValue.md(table)}
+    )
+
+
+@dg.asset_check(asset=landed_files, description="The quarantine rate of the last landing ingestion is under data.max_quarantine_rate.")
+def quarantine_rate_ok(context: dg.AssetCheckExecutionContext, lte: LteResource) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(landed_files.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    rate = float(metadata["quarantine_rate"].value) if "quarantine_rate" in metadata else 0.0
+    limit = lte.settings().data.max_quarantine_rate
+    return dg.AssetCheckResult(passed=rate <= limit, metadata={"quarantine_rate": rate, "max_quarantine_rate": limit})

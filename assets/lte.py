@@ -4,7 +4,6 @@ The pipeline's clock is the event log's: the live as_of is the midnight after th
 a replay of the same log gives the same LTEs (with live data the two clocks coincide).
 """
 
-from __future__ import annotations
 
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ import pandas as pd
 from lte import basis as content
 from lte import embeddings
 from lte.events import time_range
-from lte.feature_store import FeatureStore, snapshot_times
+from lte.feature_store import FeatureStore, backfill, snapshot_cadence_times
 from orchestration.resources import LteResource
 
 from .basis import content_basis
@@ -55,9 +54,8 @@ def lte_snapshots(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Mat
     settings = lte.settings()
     basis = content.current_basis(lte.store())
     with lte.connect() as con:
-        first, last = time_range(con)
-        times = snapshot_times(first, _live_as_of(last), settings.lte.snapshot_every_days)
-        rows = FeatureStore(con).backfill(con, basis, times, settings.lte)
+        times = snapshot_cadence_times(con, settings.lte)
+        rows = backfill(con, basis, times, settings.lte)
     return dg.MaterializeResult(
         metadata={"snapshots": len(times), "rows_written": rows, "first_as_of": str(times[0]),
                   "last_as_of": str(times[-1]), "basis_hash": basis.hash, "variant": settings.lte.variant}
@@ -87,7 +85,7 @@ def lte_live(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Material
 def lte_live_sane(lte: LteResource) -> dg.AssetCheckResult:
     settings = lte.settings()
     current = content.current_basis(lte.store())
-    with lte.connect(read_only=True) as con:
+    with lte.connect() as con:
         batch = FeatureStore(con).live()
     finite = bool(np.isfinite(batch.vectors).all())
     empty_share = float((batch.n_events == 0).mean()) if len(batch.n_events) else 1.0

@@ -38,6 +38,10 @@ class DataSettings(_Section):
     # Where MovieLens folders live (ml-100k/, ml-latest-small/); only read when dataset != synthetic.
     data_dir: Path = Path("../shared/data")
     seed: int = 0
+    # Where users drop event/catalog files for the `landing_files` sensor: a directory or
+    # s3://bucket/prefix. None = $LTE_HOME/landing.
+    landing_uri: str | None = None
+    max_quarantine_rate: float = 0.05  # asset check on each landing ingestion
 
 
 class BasisSettings(_Section):
@@ -59,6 +63,12 @@ class LteSettings(_Section):
     snapshot_every_days: int = 30  # cadence of historical snapshots used for training
     event_types: tuple[str, ...] = ()  # empty = every event type counts
     dedupe_items: bool = False  # True = an item repeated in the window counts once
+    # "days": the window above. "history_fraction": per user, with span = T - (first event of u):
+    # [T - (lag_fraction + window_fraction) * span, T - lag_fraction * span). MovieLens histories are
+    # bursty (median span < 1 day), so day-sized lags leave most users empty; see bench/lte_coverage.py.
+    window_unit: Literal["days", "history_fraction"] = "days"
+    lag_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    window_fraction: float = Field(default=0.8, gt=0.0)
     max_empty_share: float = 0.5  # lte_live check: share of users without an LTE above this fails
 
 
@@ -67,7 +77,8 @@ class ModelSettings(_Section):
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
-    max_len: int = 50
+    # None = the dataset's default (training/data.py DEFAULT_MAX_LEN: 16 synthetic, 50 MovieLens).
+    max_len: int | None = None
     dropout: float = 0.2
 
 
@@ -96,6 +107,9 @@ class RegistrySettings(_Section):
     model_name: str = "lte-sasrec"
     tracking_uri: str | None = None  # None = sqlite under home
     experiment: str = "lte"
+    # Where a new experiment stores model artifacts (e.g. s3://bucket/mlflow). None = the
+    # `mlartifacts` dir under home with the sqlite default, the server's own store with a server.
+    artifact_location: str | None = None
 
 
 class StorageSettings(_Section):
@@ -105,9 +119,20 @@ class StorageSettings(_Section):
 
 
 class DriftSettings(_Section):
+    """Evidently embedding drift of the LTE population (monitoring/drift.py; calibrated by bench/drift.py)."""
+
     method: Literal["mmd", "model", "distance", "ratio"] = "mmd"
-    threshold: float | None = None  # None = the method's own default
-    max_rows: int = 5000  # sample cap per side for the report
+    # None = the method's bootstrap test at `quantile_probability` (ratio: Evidently's fixed 0.2);
+    # a number = that fixed threshold on the method's score.
+    threshold: float | None = None
+    quantile_probability: float = 0.99
+    pca_components: int | None = None  # reduce dimensions before the drift method (None = raw dims)
+    dims_share_threshold: float = 0.2  # share of drifted dimensions that Evidently's ratio test flags
+    # Sample cap per side. Evidently's MMD bootstrap costs ~O(max_rows^2) x 100 resamples:
+    # 1000 -> ~3 s per report, 2000 -> ~13 s (bench/drift.py); the kernel is (2 * max_rows)^2 float64.
+    max_rows: int = 1000
+    seed: int = 0  # seeds the per-side sampler
+    min_rows: int = 200  # fewer compared users on a side -> never trigger a retrain
     retrain_on_drift: bool = False
 
 
@@ -136,7 +161,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        home = Path(os.environ.get("LTE_HOME", ".lte"))
+        # The TOML file lives in the home being configured: an explicit `home=` wins over LTE_HOME.
+        explicit = getattr(init_settings, "init_kwargs", {}).get("home")
+        home = Path(explicit or os.environ.get("LTE_HOME", ".lte"))
         toml = TomlConfigSettingsSource(settings_cls, toml_file=home / "lte.toml")
         return (init_settings, env_settings, toml)
 

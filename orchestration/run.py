@@ -14,7 +14,10 @@ from lte.config import Settings
 from orchestration.instance import ensure_dagster_home
 
 
-def run_full_pipeline(settings: Settings, synthetic_size: str | None = None, encoder: str | None = None) -> bool:
+def run_full_pipeline(
+    settings: Settings, synthetic_size: str | None = None, encoder: str | None = None
+) -> tuple[bool, dict[str, dict]]:
+    """Execute `full_pipeline`; returns (success, {asset: materialization metadata as plain values})."""
     ensure_dagster_home(settings)
     from orchestration.definitions import defs
 
@@ -35,10 +38,20 @@ def run_full_pipeline(settings: Settings, synthetic_size: str | None = None, enc
         for event in result.all_events:
             if event.is_failure:
                 print(f"FAILED: {event.step_key}: {event.message}")
-    return result.success
+    return result.success, _materialized_metadata(result)
 
 
-def print_summary(state: dict, seconds: float) -> None:
+def _materialized_metadata(result) -> dict[str, dict]:
+    figures: dict[str, dict] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        figures[materialization.asset_key.to_user_string()] = {
+            key: getattr(value, "value", value) for key, value in materialization.metadata.items()
+        }
+    return figures
+
+
+def print_summary(state: dict, figures: dict[str, dict], seconds: float) -> None:
     """The demo's closing summary: each step's key figure, and where to look next."""
     from rich.console import Console
     from rich.table import Table
@@ -50,8 +63,9 @@ def print_summary(state: dict, seconds: float) -> None:
     if basis:
         table.add_row("items / basis", f"{basis['n_items']} items x {basis['dim']}-d ({basis['encoder']})")
         table.add_row("basis hash", basis["hash"])
-        if basis.get("encode_seconds") is not None:
-            table.add_row("encoder cost", f"{basis['encode_seconds']:.1f} s")
+    built = figures.get("content_basis", {})
+    if built:
+        table.add_row("basis build", f"{built.get('action')} in {built.get('seconds')} s with {built.get('encoder')}")
     lte_state = state.get("lte") or {}
     if lte_state:
         table.add_row(
@@ -59,13 +73,19 @@ def print_summary(state: dict, seconds: float) -> None:
             f"as_of {lte_state['as_of']}: {lte_state['users'] - lte_state['users_without_lte']} users with LTE, "
             f"{lte_state['users_without_lte']} without",
         )
-    evaluation = state.get("evaluation")
+    for name in ("baseline_model", "trained_model"):
+        trained = figures.get(name)
+        if trained:
+            table.add_row(name, f"{trained['integration']}: {trained['epochs_run']} epochs, {trained['seconds']} s")
+    evaluation = figures.get("offline_evaluation")
     if evaluation:
-        table.add_row("offline NDCG", evaluation["table"])
+        table.add_row("offline NDCG", str(evaluation["ndcg_table"]))
     model = state.get("model") or {}
     champion, challenger = model.get("champion"), model.get("challenger")
     if challenger:
-        table.add_row("gate", f"{challenger.get('gate_verdict', '?')}: {challenger.get('gate_reason', '')}")
+        verdict = {True: "PASSED", False: "FAILED", None: "not run"}[challenger.get("gate_passed")]
+        reasons = challenger.get("tags", {}).get("gate.reasons", "").replace(" | ", "\n")
+        table.add_row("NDCG gate", f"{verdict}\n{reasons}".strip())
     table.add_row(
         "model",
         f"{model.get('name')}: champion v{champion['version'] if champion else '-'}, "

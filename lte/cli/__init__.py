@@ -1,7 +1,15 @@
 """`lte` command line. Each module below adds its commands to `lte.cli.app.app`."""
 
 from lte.cli.app import app
-from lte.cli import status  # noqa: F401,E402  (registers commands)
+from lte.cli import (  # noqa: E402,F401  (importing registers the commands)
+
+    basis,
+    drift,
+    embedding,
+    ingest,
+    models,
+    status,
+)
 
 
 def main() -> None:

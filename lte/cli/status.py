@@ -24,7 +24,7 @@ def collect_status(s) -> dict:
     state: dict = {"home": str(s.home.resolve())}
     store = open_store(s.storage.uri, s.artifacts_dir, s.storage.s3_endpoint_url)
     if s.duckdb_path.exists():
-        con = connect(s.duckdb_path, read_only=True)
+        con = connect(s.duckdb_path)
         try:
             state["events"] = event_store.event_count(con)
             state["lte"] = _lte_state(con)
@@ -131,12 +131,12 @@ def demo(
 
     s = settings()
     started = time.perf_counter()
-    ok = run_full_pipeline(s, synthetic_size=size, encoder=encoder)
+    ok, figures = run_full_pipeline(s, synthetic_size=size, encoder=encoder)
     elapsed = time.perf_counter() - started
     state = collect_status(s)
     from orchestration.run import print_summary
 
-    print_summary(state, elapsed)
+    print_summary(state, figures, elapsed)
     if not ok:
         raise typer.Exit(1)
 

@@ -1,0 +1,171 @@
+"""Training and offline evaluation: SASRec with the LTE prefix, the same model without LTE, and
+full-ranking NDCG against popularity on a later held-out period."""
+
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from lte import basis as content
+from lte.feature_store import FeatureStore
+from orchestration.resources import LteResource
+
+from .lte import lte_live, lte_snapshots
+
+GROUP = "training"
+
+
+@dataclass
+class TrainedModel:
+    """What a training asset hands downstream: a checkpoint on disk plus its test evaluation."""
+
+    checkpoint: Path
+    config: dict
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+    evaluation: object  # training.evaluate.EvalResult (per-user arrays, summary, .baseline)
+    basis_hash: str
+    variant: str | None
+    cutoffs: dict
+
+
+def _fit(context: dg.AssetExecutionContext, lte: LteResource, integration: str) -> TrainedModel:
+    from training.train import fit_and_evaluate
+
+    settings = lte.settings().with_overrides(model={"integration": integration})
+    store = lte.store()
+    basis = content.current_basis(store)
+    checkpoint = settings.artifacts_dir / "checkpoints" / f"{context.run_id}-{integration}.pt"
+    with lte.connect() as con:
+        result, evaluation = fit_and_evaluate(con, FeatureStore(con), basis, settings, checkpoint_path=checkpoint)
+    context.log.info(
+        f"{integration}: best epoch {result.best_epoch}, {result.s_per_epoch:.1f} s/epoch, "
+        f"test NDCG@10 {evaluation.mean('ndcg@10'):.4f}"
+    )
+    return TrainedModel(
+        checkpoint=result.checkpoint or checkpoint,
+        config=result.config.to_dict(),
+        history=result.history,
+        best_epoch=result.best_epoch,
+        seconds=result.seconds,
+        evaluation=evaluation,
+        basis_hash=basis.hash,
+        variant=None if integration == "none" else settings.lte.variant,
+        cutoffs=getattr(evaluation, "cutoffs", {}) or {},
+    )
+
+
+def _training_metadata(model: TrainedModel) -> dict:
+    ev = model.evaluation
+    return {
+        "integration": model.config["integration"],
+        "best_epoch": model.best_epoch,
+        "epochs_run": len(model.history),
+        "seconds": round(model.seconds, 1),
+        "test_ndcg@10": round(ev.mean("ndcg@10"), 4),
+        "test_ndcg@100": round(ev.mean("ndcg@100"), 4),
+        "checkpoint": dg.MetadataValue.path(str(model.checkpoint)),
+        "basis_hash": model.basis_hash,
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[lte_snapshots, lte_live],
+    kinds={"pytorch"},
+    owners=["team:lte"],
+    description="SASRec with the LTE as a prefix token, trained on the temporal training period; "
+    "each sequence reads the LTE snapshot live at its first item (point-in-time).",
+)
+def trained_model(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Output[TrainedModel]:
+    model = _fit(context, lte, lte.settings().model.integration)
+    return dg.Output(model, metadata=_training_metadata(model))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[lte_snapshots],
+    kinds={"pytorch"},
+    owners=["team:lte"],
+    description="The same SASRec without LTE: the comparison that says whether long-term memory helps.",
+)
+def baseline_model(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Output[TrainedModel]:
+    model = _fit(context, lte, "none")
+    return dg.Output(model, metadata=_training_metadata(model))
+
+
+@dataclass
+class OfflineEvaluation:
+    table: list[dict]  # one row per scorer: name, ndcg@10/100 (+ CIs), recall, mrr
+    uplift: dict  # paired difference trained vs baseline on NDCG@10 and NDCG@100
+    markdown: str
+
+
+METRICS = ("ndcg@10", "ndcg@100", "ndcg@500", "recall@10", "recall@100", "mrr")
+
+
+def _row(name: str, evaluation) -> dict:
+    row = {"scorer": name}
+    for metric in METRICS:
+        if metric in evaluation.summary:
+            s = evaluation.summary[metric]
+            row[metric] = s["mean"]
+            row[f"{metric}_ci"] = (s["lo"], s["hi"])
+    return row
+
+
+def evaluation_markdown(table: list[dict], uplift: dict) -> str:
+    lines = ["| scorer | NDCG@10 [95% CI] | NDCG@100 [95% CI] | Recall@100 | MRR |", "|---|---|---|---|---|"]
+    for row in table:
+        cells = [row["scorer"]]
+        for metric in ("ndcg@10", "ndcg@100"):
+            lo, hi = row[f"{metric}_ci"]
+            cells.append(f"{row[metric]:.4f} [{lo:.4f}, {hi:.4f}]")
+        cells += [f"{row.get('recall@100', float('nan')):.4f}", f"{row.get('mrr', float('nan')):.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for metric, d in uplift.items():
+        lines.append(
+            f"\nLTE prefix vs no LTE, {metric}: {d['relative']:+.1%} "
+            f"[{d['relative_lo']:+.1%}, {d['relative_hi']:+.1%}] (paired bootstrap over {d['n_users']} users)"
+        )
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch"},
+    owners=["team:lte"],
+    description="Full-ranking NDCG/Recall/MRR with bootstrap CIs on the held-out later period: "
+    "LTE model vs no-LTE model vs popularity, with paired uplift.",
+)
+def offline_evaluation(
+    context: dg.AssetExecutionContext, lte: LteResource, trained_model: TrainedModel, baseline_model: TrainedModel
+) -> dg.Output[OfflineEvaluation]:
+    from training.evaluate import paired_difference
+
+    settings = lte.settings()
+    ours, no_lte = trained_model.evaluation, baseline_model.evaluation
+    table = [
+        _row(f"SASRec + LTE ({trained_model.config['integration']})", ours),
+        _row("SASRec, no LTE", no_lte),
+        _row("popularity", ours.baseline),
+    ]
+    uplift = {
+        metric: paired_difference(ours, no_lte, metric, settings.gate.n_bootstrap, settings.train.seed).to_dict()
+        for metric in ("ndcg@10", "ndcg@100")
+    }
+    markdown = evaluation_markdown(table, uplift)
+    out = settings.artifacts_dir / "evaluation" / f"{context.run_id}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown + "\n")
+    (settings.artifacts_dir / "evaluation" / "latest.md").write_text(markdown + "\n")
+    return dg.Output(
+        OfflineEvaluation(table=table, uplift=uplift, markdown=markdown),
+        metadata={
+            "ndcg_table": dg.MetadataValue.md(markdown),
+            "uplift_ndcg@100": round(uplift["ndcg@100"]["relative"], 4),
+            "report": dg.MetadataValue.path(str(out)),
+        },
+    )

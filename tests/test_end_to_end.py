@@ -1,0 +1,117 @@
+"""The whole chain, as `make demo` runs it, on tiny data in a temporary LTE_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+QUICK = {
+    "LTE_DATA__SYNTHETIC_SIZE": "tiny",
+    "LTE_BASIS__ENCODER": "hashing",
+    "LTE_BASIS__HASHING_DIM": "64",
+    "LTE_MODEL__D_MODEL": "32",
+    "LTE_MODEL__N_LAYERS": "1",
+    "LTE_TRAIN__EPOCHS": "8",
+    "LTE_TRAIN__LR": "0.003",
+    "LTE_GATE__N_BOOTSTRAP": "200",
+}
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("demo") / "home"
+    saved = {k: os.environ.get(k) for k in [*QUICK, "LTE_HOME", "DAGSTER_HOME"]}
+    os.environ.update(QUICK, LTE_HOME=str(home))
+    from lte.config import load_settings
+    from orchestration.run import run_full_pipeline
+
+    ok, figures = run_full_pipeline(load_settings())
+    yield home, ok, figures
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_pipeline_succeeds_and_reports_each_step(demo_home):
+    _, ok, figures = demo_home
+    assert ok
+    for asset in ("events", "items", "content_basis", "lte_snapshots", "lte_live", "baseline_model",
+                  "trained_model", "offline_evaluation", "registered_model", "champion_model", "lte_drift_report"):
+        assert asset in figures, f"{asset} was not materialized"
+    assert figures["events"]["events_total"] > 1000
+    assert figures["lte_live"]["users"] > 0
+    assert "NDCG@10" in figures["offline_evaluation"]["ndcg_table"]
+
+
+def test_registered_version_carries_the_basis_hash_and_is_champion(demo_home):
+    from lte.basis import current_basis
+    from lte.config import load_settings
+    from lte.storage import open_store
+    from training.registry import Registry
+
+    settings = load_settings()
+    basis = current_basis(open_store(None, settings.artifacts_dir))
+    registry = Registry.from_settings(settings)
+    champion = registry.get("champion")
+    assert champion is not None, "the gate should pass on planted data and promote the first version"
+    assert champion.tags["basis_hash"] == basis.hash == basis.manifest.basis_hash
+    for tag in ("basis_family", "lte_variant", "integration", "lag_days", "window_days", "data_snapshot", "git_commit"):
+        assert champion.tags.get(tag), f"missing DESIGN.md tag {tag}"
+    assert champion.gate_passed is True
+
+
+def test_drift_report_written(demo_home):
+    home, _, figures = demo_home
+    report = Path(str(figures["lte_drift_report"]["report"]))
+    assert report.exists() and report.suffix == ".html" and report.stat().st_size > 10_000
+    assert home in report.parents
+
+
+def test_status_json_has_the_documented_fields(demo_home):
+    from lte.cli import app
+
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    state = json.loads(result.output)
+    assert state["events"] > 0
+    assert set(state["basis"]) >= {"hash", "n_items", "dim", "encoder"}
+    assert set(state["lte"]) >= {"as_of", "variant", "users", "users_without_lte"}
+    assert state["model"]["name"] == "lte-sasrec"
+    assert state["model"]["champion"]["basis_hash"] == state["basis"]["hash"]
+    assert "metrics" in state["model"]["champion"] and state["model"]["challenger"] is not None
+    assert state["drift"]["report"].endswith(".html") and isinstance(state["drift"]["drifted"], bool)
+
+
+def test_rematerializing_events_is_idempotent(demo_home):
+    from lte.config import load_settings
+    from lte.datasets import load_dataset
+    from lte.db import connect
+    from lte.events import event_count, ingest_frame
+
+    settings = load_settings()
+    con = connect(settings.duckdb_path)
+    try:
+        before = event_count(con)
+        report = ingest_frame(con, load_dataset(settings).events, source="again")
+        assert report.accepted == 0 and event_count(con) == before
+    finally:
+        con.close()
+
+
+def test_dagster_definitions_validate(demo_home):
+    env = {**os.environ, "DAGSTER_HOME": str(demo_home[0] / "dagster")}
+    exe = Path(sys.executable).with_name("dagster")
+    out = subprocess.run([str(exe), "definitions", "validate", "-m", "orchestration.definitions"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Validation successful" in out.stdout + out.stderr

@@ -54,7 +54,8 @@ def lte_snapshots(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Mat
     settings = lte.settings()
     basis = content.current_basis(lte.store())
     with lte.connect() as con:
-        times = snapshot_cadence_times(con, settings.lte)
+        _, last = time_range(con)
+        times = snapshot_cadence_times(con, settings.lte, end=_live_as_of(last).to_pydatetime())
         rows = backfill(con, basis, times, settings.lte)
     return dg.MaterializeResult(
         metadata={"snapshots": len(times), "rows_written": rows, "first_as_of": str(times[0]),

@@ -23,11 +23,13 @@ start() {
   local ws; ws=$(echo "$paths" | json evidently_workspace)
   mkdir -p "$ws"
   launch dagster-webserver "$BIN/dagster-webserver" -m orchestration.definitions -h 127.0.0.1 -p "$DAGSTER_PORT"
+  # The daemon starts once the webserver has created the instance's sqlite storage (starting both
+  # at once on a fresh home races on its migrations).
+  wait_for "http://127.0.0.1:$DAGSTER_PORT/server_info" Dagster
   launch dagster-daemon "$BIN/dagster-daemon" run -m orchestration.definitions
   launch mlflow "$BIN/mlflow" server --backend-store-uri "$mlflow_uri" --default-artifact-root "$mlflow_art" \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1
   launch evidently "$BIN/evidently" ui --workspace "$ws" --host 127.0.0.1 --port "$EVIDENTLY_PORT"
-  wait_for "http://127.0.0.1:$DAGSTER_PORT/server_info" Dagster
   wait_for "http://127.0.0.1:$MLFLOW_PORT/health" MLflow
   wait_for "http://127.0.0.1:$EVIDENTLY_PORT/api/version" Evidently
   echo

@@ -27,6 +27,57 @@ def _live_as_of(last_event) -> pd.Timestamp:
     return pd.Timestamp(last_event).floor("D") + timedelta(days=1)
 
 
+def autoencoder_checkpoint(settings, basis_hash: str):
+    return settings.artifacts_dir / "autoencoders" / basis_hash / "encoder.pt"
+
+
+def lte_settings(settings, basis_hash: str):
+    """settings.lte, pointing the autoencoder variant at the encoder trained for this basis."""
+    if settings.lte.variant != "autoencoder" or settings.lte.autoencoder_checkpoint:
+        return settings.lte
+    return settings.lte.model_copy(update={"autoencoder_checkpoint": str(autoencoder_checkpoint(settings, basis_hash))})
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[events, content_basis],
+    kinds={"pytorch", "mlflow"},
+    owners=["team:lte"],
+    description="The asymmetric LTE autoencoder (learned encoder, decoder fixed to the basis), trained "
+    "on training-period behaviour only. Trained when lte.variant = 'autoencoder'; otherwise a no-op.",
+)
+def lte_autoencoder(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+    settings = lte.settings()
+    if settings.lte.variant != "autoencoder":
+        return dg.MaterializeResult(metadata={"trained": False, "reason": f"lte.variant is {settings.lte.variant!r}"})
+    from lte.autoencoder import AutoencoderConfig, load_examples, save, train_autoencoder
+    from training.registry import log_autoencoder_run
+
+    basis = content.current_basis(lte.store())
+    with lte.connect() as con:
+        _, last = time_range(con)
+        # Point-in-time: only events before the validation period (same cut as training/data.py).
+        cutoff = pd.Timestamp(last) - timedelta(days=settings.train.test_days + settings.train.val_days)
+        config = AutoencoderConfig(threads=settings.train.threads)
+        examples = load_examples(con, basis, cutoff.to_pydatetime(), settings.lte, config)
+    model, history = train_autoencoder(examples, basis, config, seed=settings.train.seed)
+    path = save(model, autoencoder_checkpoint(settings, basis.hash))
+    run_id = log_autoencoder_run(settings, path, history, basis.hash, config.to_dict())
+    best = next((row for row in history.epochs if row["epoch"] == history.best_epoch), {})
+    return dg.MaterializeResult(
+        metadata={
+            "trained": True,
+            "checkpoint": dg.MetadataValue.path(str(path)),
+            "trained_before": str(cutoff),
+            "val_nll": float(best.get("val_nll", float("nan"))),
+            "val_nll_uniform": float(history.val_nll_uniform),
+            "best_epoch": history.best_epoch,
+            "mlflow_run_id": run_id,
+            "basis_hash": basis.hash,
+        }
+    )
+
+
 def _batch_metadata(batch) -> dict:
     empty = batch.n_events == 0
     norms = np.linalg.norm(batch.vectors[~empty], axis=1) if (~empty).any() else np.zeros(1)
@@ -44,7 +95,7 @@ def _batch_metadata(batch) -> dict:
 
 @dg.asset(
     group_name=GROUP,
-    deps=[events, content_basis],
+    deps=[events, content_basis, lte_autoencoder],
     kinds={"duckdb"},
     owners=["team:lte"],
     description="Append-only LTE history: one snapshot per user every `lte.snapshot_every_days`, "
@@ -56,7 +107,7 @@ def lte_snapshots(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Mat
     with lte.connect() as con:
         _, last = time_range(con)
         times = snapshot_cadence_times(con, settings.lte, end=_live_as_of(last).to_pydatetime())
-        rows = backfill(con, basis, times, settings.lte)
+        rows = backfill(con, basis, times, lte_settings(settings, basis.hash))
     return dg.MaterializeResult(
         metadata={"snapshots": len(times), "rows_written": rows, "first_as_of": str(times[0]),
                   "last_as_of": str(times[-1]), "basis_hash": basis.hash, "variant": settings.lte.variant}
@@ -75,7 +126,7 @@ def lte_live(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Material
     basis = content.current_basis(lte.store())
     with lte.connect() as con:
         _, last = time_range(con)
-        batch = embeddings.compute_lte(con, basis, _live_as_of(last).to_pydatetime(), settings.lte)
+        batch = embeddings.compute_lte(con, basis, _live_as_of(last).to_pydatetime(), lte_settings(settings, basis.hash))
         store = FeatureStore(con)
         store.write_snapshot(batch)
         store.publish_live(batch)

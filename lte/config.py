@@ -69,6 +69,8 @@ class LteSettings(_Section):
     window_unit: Literal["days", "history_fraction"] = "days"
     lag_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     window_fraction: float = Field(default=0.8, gt=0.0)
+    # Trained encoder for variant "autoencoder" (the `lte_autoencoder` asset sets it).
+    autoencoder_checkpoint: str | None = None
     max_empty_share: float = 0.5  # lte_live check: share of users without an LTE above this fails
 
 
@@ -77,7 +79,7 @@ class ModelSettings(_Section):
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
-    # None = the dataset's default (training/data.py DEFAULT_MAX_LEN: 16 synthetic, 50 MovieLens).
+    # None = the dataset's default (training/data.py DEFAULT_MAX_LEN: 8 synthetic, 50 MovieLens).
     max_len: int | None = None
     dropout: float = 0.2
 
@@ -86,12 +88,19 @@ class TrainSettings(_Section):
     split: Literal["temporal", "leave_one_out"] = "temporal"
     val_days: float = 30.0
     test_days: float = 30.0
+    # temporal split only: train on events of the last `train_days` before t_val (None = all history).
+    # Older events still feed the LTE; this bounds epoch time on long logs (examples from the first
+    # year of a log would mostly see an empty or partial LTE window anyway).
+    train_days: float | None = 365.0
     epochs: int = 20
     patience: int = 3
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3  # measured: 1e-3 was still far from converged after 12 epochs on the synthetic shop
     weight_decay: float = 0.0
-    threads: int = 2
+    # torch intra-op threads. 1 by default: at d_model 64 the matmuls are too small to split well,
+    # and when anything else runs on a 2-core box (Dagster, MLflow, a second training) OpenMP's
+    # spinning threads collapsed throughput ~20x in our measurement (bench/train.py reports both).
+    threads: int = 1
     seed: int = 0
 
 

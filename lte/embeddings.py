@@ -177,9 +177,40 @@ def _recency(events: WindowedEvents, basis: BasisLike, settings: LteSettings) ->
     return weighted_mean(events, basis.vectors, weights)
 
 
+def _autoencoder(events: WindowedEvents, basis: BasisLike, settings: LteSettings) -> np.ndarray:
+    """The trained asymmetric autoencoder's encoder (lte/autoencoder.py); its decoder is the basis."""
+    from lte.autoencoder import encode_users
+
+    model = _autoencoder_model(settings.autoencoder_checkpoint, basis)
+    # Per user, oldest first (largest age first): the encoder keeps the most recent items when a
+    # window exceeds its max_window_items.
+    order = np.lexsort((-events.age_days, events.user_row))
+    users, rows, ages = events.user_row[order], events.basis_row[order], events.age_days[order]
+    splits = np.searchsorted(users, np.arange(1, events.n_users))
+    return encode_users(model, np.split(rows.astype(np.int64), splits), np.split(ages, splits))
+
+
+_AUTOENCODERS: dict[tuple[str, str], object] = {}
+
+
+def _autoencoder_model(checkpoint: str | None, basis: BasisLike):
+    if not checkpoint:
+        raise ValueError(
+            "lte.variant = 'autoencoder' needs a trained encoder: materialize the `lte_autoencoder` "
+            "asset (or set lte.autoencoder_checkpoint to a file saved by lte.autoencoder.save)"
+        )
+    key = (str(checkpoint), basis.hash)
+    if key not in _AUTOENCODERS:
+        from lte.autoencoder import load
+
+        _AUTOENCODERS[key] = load(checkpoint, basis)
+    return _AUTOENCODERS[key]
+
+
 VARIANTS: dict[str, Variant] = {
     "uniform": Variant(_uniform, needs_time=False),
     "recency": Variant(_recency, needs_time=True),
+    "autoencoder": Variant(_autoencoder, needs_time=True),
 }
 
 

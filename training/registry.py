@@ -552,3 +552,26 @@ def _pip_requirements() -> list[str]:
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
     ]
+
+
+def log_autoencoder_run(settings, checkpoint: Path, history, basis_hash: str, config: dict) -> str:
+    """Version a trained LTE autoencoder like a model: an MLflow run in `<experiment>-autoencoder`,
+    tagged with the basis it was trained for, holding its checkpoint, config and training history."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    name = f"{settings.registry.experiment}-autoencoder"
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = settings.registry.artifact_location or (
+            settings.mlflow_artifact_location if settings.mlflow_tracking_uri.startswith("sqlite:") else None
+        )
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name="lte-autoencoder") as run:
+        mlflow.set_tags({"basis_hash": basis_hash, "lte_variant": "autoencoder", "git_commit": git_commit()})
+        mlflow.log_params({f"autoencoder.{k}": v for k, v in config.items()})
+        for row in history.epochs:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        mlflow.log_metrics({"val_nll_uniform": history.val_nll_uniform, "best_epoch": history.best_epoch})
+        mlflow.log_artifact(str(checkpoint))
+        return run.info.run_id

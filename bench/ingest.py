@@ -4,11 +4,14 @@ Generates N canonical CSV rows (user_id, item_id, timestamp as Unix seconds, eve
 the same run times, on fresh DuckDB files:
   raw   CREATE TABLE raw AS SELECT * FROM read_csv(file)   (DuckDB's own sniffing + typed load)
   ours  lte.ingest_files.ingest_file(con, file)             (hash, classify, quarantine, dedup, store)
-  again the same events under another file name (all duplicates: the anti-join path)
+  again the same events under another file name (all duplicates: the staged anti-join path)
+  bad   the same events with one corrupt row per 10,000 (real-data case: the one-pass insert
+        gives up at the first bad row and the file is staged: reasons, line numbers, quarantine)
 Peak RSS is measured per step in a child process (ru_maxrss), so the steps do not mask each other.
 
     .venv/bin/python bench/ingest.py [--rows 10000000] [--workdir /tmp/lte-bench]
-Last line: JSON with events_per_s, ratio_vs_duckdb, peak_rss_mb.
+Last line: JSON with events_per_s, ratio_vs_duckdb, peak_rss_mb (of "ours"). The machine may be
+shared: compare figures of one run (the 1-minute load average is printed with them).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import sys
@@ -57,7 +61,7 @@ def _ours(csv: str, db: str, label: str | None = None) -> dict:
     report = ingest_file(con, Path(csv), label=label)
     con.close()
     return {"seconds": time.perf_counter() - start, "rows": report.rows_in, "accepted": report.accepted,
-            "duplicates": report.duplicates, "status": report.status}
+            "duplicates": report.duplicates, "quarantined": report.quarantined, "status": report.status}
 
 
 def _child(fn, args, queue) -> None:
@@ -90,23 +94,33 @@ def main() -> None:
     with open(csv, "rb") as src, open(copy, "wb") as dst:  # same events, different bytes
         shutil.copyfileobj(src, dst)
         dst.write(b"\n")
+    bad = args.workdir / "events_bad.csv"
+    with open(csv, "rb") as src, open(bad, "wb") as dst:  # a corrupt user_id on every 10,000th line
+        for line_no, line in enumerate(src, start=1):
+            dst.write(b"x" + line if line_no % 10_000 == 0 else line)
+    corrupt = (args.rows + 1) // 10_000
     print(f"generated {args.rows:,} rows ({csv.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - start:.1f}s")
 
     raw = run_isolated(_raw, str(csv), str(args.workdir / "raw.duckdb"))
     ours = run_isolated(_ours, str(csv), str(args.workdir / "ours.duckdb"))
     again = run_isolated(_ours, str(copy), str(args.workdir / "ours.duckdb"), "events_copy.csv")
+    with_bad = run_isolated(_ours, str(bad), str(args.workdir / "bad.duckdb"))
     assert ours["accepted"] == args.rows and again["duplicates"] == args.rows, (ours, again)
+    assert with_bad["quarantined"] == corrupt and with_bad["accepted"] == args.rows - corrupt, with_bad
 
-    print(f"{'step':<40}{'seconds':>9}{'events/s':>14}{'peak RSS MB':>13}")
+    load = os.getloadavg()[0]
+    print(f"{'step':<44}{'seconds':>9}{'events/s':>14}{'peak RSS MB':>13}   (load average {load:.1f})")
     for name, r in [("duckdb raw read_csv -> table", raw), ("lte ingest (validate+dedup+store)", ours),
-                    ("lte ingest again (all duplicates)", again)]:
-        print(f"{name:<40}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>14,.0f}{r['peak_rss_mb']:>13.0f}")
+                    ("lte ingest again (all duplicates)", again),
+                    ("lte ingest, 1 bad row per 10k (quarantine)", with_bad)]:
+        print(f"{name:<44}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>14,.0f}{r['peak_rss_mb']:>13.0f}")
     events_per_s = ours["rows"] / ours["seconds"]
     ratio = events_per_s / (raw["rows"] / raw["seconds"])
     print(json.dumps({"rows": args.rows, "events_per_s": round(events_per_s), "ratio_vs_duckdb": round(ratio, 3),
                       "peak_rss_mb": round(ours["peak_rss_mb"]), "raw_events_per_s": round(raw["rows"] / raw["seconds"]),
                       "duplicate_pass_events_per_s": round(again["rows"] / again["seconds"]),
-                      "raw_peak_rss_mb": round(raw["peak_rss_mb"])}))
+                      "bad_rows_pass_events_per_s": round(with_bad["rows"] / with_bad["seconds"]),
+                      "raw_peak_rss_mb": round(raw["peak_rss_mb"]), "load_avg_1m": round(load, 1)}))
     shutil.rmtree(args.workdir, ignore_errors=True)
 
 

@@ -1,23 +1,27 @@
 """Event store: the `events` table in DuckDB, with validation, quarantine and idempotent ingestion.
 
-Every ingestion goes through one staged path, whatever the input (CSV/TSV/JSONL/Parquet file or a
-pandas frame):
+Every input (CSV/TSV/JSONL/Parquet file or a pandas frame) is exposed as text columns `user_id,
+item_id, timestamp, event_type` (plus `line_no` when the reader knows it) and classified by one SQL
+rule set (`_CLASSIFIED_SQL`): typed values and an `ok` flag per row. Rows stay inside DuckDB.
 
-1. The input is exposed as text columns `user_id, item_id, timestamp, event_type` (plus `line_no`
-   when the reader knows it) and classified in one SQL pass into a temp table: typed values for
-   good rows, a human-readable `reason` for bad ones. Rows stay inside DuckDB (fast, bounded memory).
-2. Bad rows go to `quarantine` verbatim (the caller locates their raw text and line number).
-3. Good rows are inserted unless an identical event already exists (in the store or earlier in the
-   same input): `accepted` rows are new, `duplicates` were already there.
-4. One row in `ingestions` records the counts, so that per input rows_in = accepted + duplicates +
-   quarantined always holds.
+- Fast path, one pass (`_insert_directly`): rows go straight from the reader into `events`. It
+  applies when every row is ok and lies outside the time span of the stored events (so none can
+  equal a stored event), and no two rows of the input are equal; the first row that breaks this
+  aborts the pass, and the transaction is rolled back.
+- Careful path (`_ingest_carefully`): rows are staged in a temp table; bad rows get a reason a
+  person understands (`_REASON_SQL`) and go to `quarantine` verbatim (the caller locates their raw
+  text and line number); good rows are inserted unless an identical event already exists (in the
+  store or earlier in the input): `accepted` rows are new, `duplicates` were already there.
 
-The caller wraps steps 1-4 in one transaction (`transaction()`), so a crash leaves nothing behind.
+Either way one row in `ingestions` records the counts, so that per input rows_in = accepted +
+duplicates + quarantined always holds, and everything of one input is ONE transaction, so a crash
+leaves nothing behind.
 
-`event_id` is the content hash sha256(user_id|item_id|epoch_us(ts)|event_type). It is a VIRTUAL
-generated column: storing a 64-char hash per event (or a PRIMARY KEY index on it) made bulk
-ingestion 6-40x slower (docs/ingestion.md), and uniqueness is guaranteed by the anti-join in step 3,
-which every write goes through.
+`event_id` is the content hash sha256(user_id|item_id|epoch_us(ts)|event_type), a VIRTUAL generated
+column. Storing it (or a PRIMARY KEY index on it) made bulk ingestion 6-40x slower; uniqueness
+comes from the dedup above, which every write goes through. Note that DuckDB still evaluates the
+expression once per inserted row (it checks that generated columns compute), about a third of the
+one-pass insert's time (docs/ingestion.md).
 """
 
 from __future__ import annotations
@@ -150,19 +154,67 @@ def _quote_literal(text: str) -> str:
     return text.replace("'", "''")
 
 
-# One classifier for every input. `src` has VARCHAR columns user_id, item_id, timestamp, event_type
-# and a BIGINT line_no (NULL when the reader cannot know it). The first failing rule names the row's
-# reason; values are quoted (cut to 40 chars) so a person can see what was wrong.
-_CLASSIFY_SQL = f"""
-CREATE TEMP TABLE {STAGE_TABLE} AS
+def _id_expr(text: str, fast: str) -> str:
+    """A non-negative integer id from text, or NULL. Rule: digits only after trimming spaces.
+
+    The first branch is the cheap common case (text is exactly the canonical decimal of its value);
+    the second is the rule itself, evaluated only for the other rows (e.g. " 7", "007", "x").
+    """
+    return (f"CASE WHEN {fast} >= 0 AND {fast}::VARCHAR = {text} THEN {fast} "
+            f"WHEN ltrim(trim({text}), '0123456789') = '' THEN try_cast(trim({text}) AS BIGINT) END")
+
+
+# Stage every row of `src` (VARCHAR columns user_id, item_id, timestamp, event_type and a BIGINT
+# line_no, NULL when the reader cannot know it) with its typed values and an `ok` flag. The fields
+# are kept (as one JSON text) only for rows that are not ok: _REASON_SQL words their reason later
+# with the same rules, on those few rows (wording a reason per row here cost as much as the load).
+_CLASSIFIED_SQL = f"""
 WITH src AS ({{source_select}}),
+parsed AS (
+    SELECT *,
+        try_cast(user_id AS BIGINT) AS u_fast,
+        try_cast(item_id AS BIGINT) AS it_fast,
+        -- the same value as casting the trimmed text; trimming only when needed is cheaper
+        coalesce(try_cast(timestamp AS DOUBLE), try_cast(trim(timestamp) AS DOUBLE)) AS unix_s,
+        coalesce(nullif(event_type, ''), '{DEFAULT_EVENT_TYPE}') AS et
+    FROM src
+),
+typed AS (
+    SELECT line_no, user_id, item_id, timestamp, event_type, et,
+        {_id_expr("user_id", "u_fast")} AS u,
+        {_id_expr("item_id", "it_fast")} AS it,
+        CASE WHEN unix_s IS NULL THEN try_cast(trim(timestamp) AS TIMESTAMPTZ)
+             WHEN isfinite(unix_s) AND abs(unix_s) < {MAX_UNIX_SECONDS} THEN to_timestamp(unix_s)
+        END AS ts
+    FROM parsed
+),
+judged AS (
+    SELECT *, coalesce(u IS NOT NULL AND it IS NOT NULL AND ts >= TIMESTAMPTZ '{EARLIEST_TS}'
+                       AND ts < TIMESTAMPTZ '{LATEST_TS}' AND length(et) <= {MAX_EVENT_TYPE_CHARS}, false) AS ok
+    FROM typed
+)
+SELECT line_no, u, it, ts, et, ok,
+    CASE WHEN NOT ok THEN to_json(struct_pack(user_id, item_id, timestamp, event_type))::VARCHAR END AS fields_json
+FROM judged
+"""
+_STAGE_SQL = f"CREATE TEMP TABLE {STAGE_TABLE} AS {_CLASSIFIED_SQL}"
+
+# The reason of each row that is not ok: the first failing rule, in words, with the offending value
+# quoted (cut to 40 chars) so a person can see what was wrong. Same rules as _CLASSIFIED_SQL.
+_REASON_SQL = f"""
+WITH bad AS (
+    SELECT rowid - (SELECT min(rowid) FROM {STAGE_TABLE}) AS ordinal, line_no, fields_json,
+        fields_json ->> 'user_id' AS user_id, fields_json ->> 'item_id' AS item_id,
+        fields_json ->> 'timestamp' AS timestamp, fields_json ->> 'event_type' AS event_type
+    FROM {STAGE_TABLE} WHERE NOT ok
+),
 parsed AS (
     SELECT *,
         CASE WHEN ltrim(trim(user_id), '0123456789') = '' THEN try_cast(trim(user_id) AS BIGINT) END AS u,
         CASE WHEN ltrim(trim(item_id), '0123456789') = '' THEN try_cast(trim(item_id) AS BIGINT) END AS it,
         try_cast(trim(timestamp) AS DOUBLE) AS unix_s,
         coalesce(nullif(event_type, ''), '{DEFAULT_EVENT_TYPE}') AS et
-    FROM src
+    FROM bad
 ),
 timed AS (
     SELECT *,
@@ -171,7 +223,7 @@ timed AS (
         END AS ts
     FROM parsed
 )
-SELECT line_no, u, it, ts, et,
+SELECT ordinal, line_no,
     CASE
         WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing user_id'
         WHEN u IS NULL THEN 'user_id is not a non-negative integer: "' || left(user_id, 40) || '"'
@@ -187,31 +239,44 @@ SELECT line_no, u, it, ts, et,
         WHEN length(et) > {MAX_EVENT_TYPE_CHARS}
             THEN 'event_type longer than {MAX_EVENT_TYPE_CHARS} characters (' || length(et) || ')'
     END AS reason,
-    CASE WHEN reason IS NOT NULL
-        THEN to_json(struct_pack(user_id, item_id, timestamp, event_type))
-    END AS fields_json
+    fields_json
 FROM timed
+ORDER BY ordinal
 """
 
 
 def stage_events(con: duckdb.DuckDBPyConnection, source_select: str, params: Sequence = ()) -> int:
     """Classify the rows of `source_select` into the stage table; returns the number of rows staged.
 
-    The stage keeps input order, so `rowid` is each row's 0-based ordinal in the input.
+    The stage keeps input order, so `rowid` (minus the first row's) is each row's 0-based ordinal.
     Call inside `utc_session` so zone-less timestamps mean UTC.
     """
     con.execute(f"DROP TABLE IF EXISTS {STAGE_TABLE}")
-    con.execute(_CLASSIFY_SQL.format(source_select=source_select), list(params))
-    return con.execute(f"SELECT count(*) FROM {STAGE_TABLE}").fetchall()[0][0]
+    return con.execute(_STAGE_SQL.format(source_select=source_select), list(params)).fetchall()[0][0]
 
 
 def staged_bad_rows(con: duckdb.DuckDBPyConnection) -> list[BadRow]:
-    rows = con.execute(
-        # Rows written inside an open transaction get row ids from a high base: subtract it.
-        f"SELECT rowid - (SELECT min(rowid) FROM {STAGE_TABLE}), line_no, reason, fields_json "
-        f"FROM {STAGE_TABLE} WHERE reason IS NOT NULL ORDER BY rowid"
-    ).fetchall()
+    rows = con.execute(_REASON_SQL).fetchall()
+    unexplained = [o for o, _, reason, _ in rows if reason is None]
+    if unexplained:
+        raise RuntimeError(f"row {unexplained[0]} failed validation without a reason: the classifier's two "
+                           "rule sets disagree (a bug in lte/events.py); nothing was stored")
     return [BadRow(int(o), None if ln is None else int(ln), r, f) for o, ln, r, f in rows]
+
+
+def _strictly_increasing(con: duckdb.DuckDBPyConnection, micros_select: str, params: Sequence = ()) -> bool:
+    """True when the values (epoch microseconds) of `micros_select` strictly increase in scan order:
+    then no two are equal, so no two events are. One streaming pass in batches (bounded memory)."""
+    reader = con.sql(micros_select, params=list(params)).to_arrow_reader(1 << 20)
+    previous = None
+    for batch in reader:
+        micros = batch.column(0).to_numpy()
+        if not len(micros):
+            continue
+        if (previous is not None and micros[0] <= previous) or not (micros[1:] > micros[:-1]).all():
+            return False
+        previous = micros[-1]
+    return True
 
 
 def commit_stage(
@@ -223,24 +288,28 @@ def commit_stage(
     earlier row of the same input. Must run inside the caller's transaction.
     """
     good, lo, hi = con.execute(
-        f"SELECT count(*), min(ts), max(ts) FROM {STAGE_TABLE} WHERE reason IS NULL"
+        f"SELECT count(*), min(ts), max(ts) FROM {STAGE_TABLE} WHERE ok"
     ).fetchall()[0]
     accepted = 0
     if good:
-        # The ts bounds let DuckDB skip row groups of older events (zone maps) in the anti-join.
-        accepted = con.execute(
-            f"""
-            INSERT INTO events (user_id, item_id, ts, event_type, source, ingested_at)
-            SELECT u, it, ts, et, ?, now() FROM (
-                SELECT DISTINCT u, it, ts, et FROM {STAGE_TABLE} s WHERE reason IS NULL
-            ) s
-            WHERE NOT EXISTS (
+        # Dedup costs a hash table over the input (DISTINCT) and over the stored events in its time
+        # range (anti-join); each is skipped when provably unnecessary, which is the common case of
+        # a time-ordered log of new events. The ts bounds let DuckDB skip old row groups (zone maps).
+        stored_in_range = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? LIMIT 1)", [lo, hi]
+        ).fetchall()[0][0]
+        ordered = _strictly_increasing(con, f"SELECT epoch_us(ts) FROM {STAGE_TABLE} WHERE ok")
+        rows = (f"SELECT u, it, ts, et FROM {STAGE_TABLE} WHERE ok" if ordered
+                else f"SELECT DISTINCT u, it, ts, et FROM {STAGE_TABLE} WHERE ok")
+        new = """WHERE NOT EXISTS (
                 SELECT 1 FROM events e
                 WHERE e.ts BETWEEN ? AND ? AND e.user_id = s.u AND e.item_id = s.it
                   AND e.ts = s.ts AND e.event_type = s.et
-            )
-            """,
-            [source, lo, hi],
+            )""" if stored_in_range else ""
+        accepted = con.execute(
+            f"INSERT INTO events (user_id, item_id, ts, event_type, source, ingested_at) "
+            f"SELECT u, it, ts, et, ?, now() FROM ({rows}) s {new}",
+            [source, lo, hi] if stored_in_range else [source],
         ).fetchall()[0][0]
     if quarantined:
         write_quarantine(con, source, quarantined)
@@ -268,12 +337,13 @@ def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"DROP TABLE IF EXISTS {STAGE_TABLE}")
 
 
-def validate_stage_sample(con: duckdb.DuckDBPyConnection, n: int = 10_000) -> None:
+def validate_stage_sample(con: duckdb.DuckDBPyConnection) -> None:
+    _validate_sample(con, f"SELECT u AS user_id, it AS item_id, ts, et AS event_type FROM {STAGE_TABLE} WHERE ok")
+
+
+def _validate_sample(con: duckdb.DuckDBPyConnection, events_select: str, params: Sequence = (), n: int = 10_000) -> None:
     """Check accepted rows against `EventSchema` (a sample): guards the SQL classifier's contract."""
-    sample = con.execute(
-        f"SELECT u AS user_id, it AS item_id, ts, et AS event_type FROM {STAGE_TABLE} "
-        f"WHERE reason IS NULL LIMIT {int(n)}"
-    ).df()
+    sample = con.execute(f"{events_select} LIMIT {int(n)}", list(params)).df()
     if len(sample):
         sample["ts"] = pd.to_datetime(sample["ts"], utc=True)
         EventSchema.validate(sample, lazy=True)
@@ -319,39 +389,121 @@ def finish_report(
     return IngestReport(source, content_hash, rows_in, accepted, duplicates, quarantined, status, reason)
 
 
+class _NeedsCarefulPath(Exception):
+    """The one-pass insert cannot prove this input clean; its transaction is rolled back."""
+
+
+_FAST_PATH_ABORT = "lte-ingest: row needs the careful path"
+
+
+def _insert_directly(
+    con: duckdb.DuckDBPyConnection,
+    source_select: str,
+    params: Sequence,
+    source: str,
+    locate: Callable[[list[BadRow], int], list[QuarantineRow]],
+) -> tuple[int, list[QuarantineRow]]:
+    """One pass from the input into `events`, for inputs with no bad row and no duplicate.
+
+    Rows must be ok and lie outside the stored events' time span (so none can equal a stored
+    event); the first row that is not aborts the statement (error()), so a bad file wastes only
+    the pass up to that row. Then within-input duplicates are ruled out: timestamps strictly
+    increasing in input order (one streaming pass), else an exact DISTINCT count. Any doubt
+    raises _NeedsCarefulPath. Returns (rows inserted, rows the reader rejected, via `locate`).
+    """
+    span_lo, span_hi = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    # The inserted rows are exactly the events outside the old span (every old event is inside it).
+    outside, span = ("(ts < ? OR ts > ?)", [span_lo, span_hi]) if span_lo is not None else ("true", [])
+    try:
+        inserted = con.execute(
+            f"INSERT INTO events (user_id, item_id, ts, event_type, source, ingested_at) "
+            f"SELECT u, it, ts, et, ?, now() FROM ({_CLASSIFIED_SQL.format(source_select=source_select)}) "
+            f"WHERE CASE WHEN ok AND {outside} THEN true ELSE error('{_FAST_PATH_ABORT}') END",
+            [source, *params, *span],
+        ).fetchall()[0][0]
+    except duckdb.InvalidInputException as exc:
+        if _FAST_PATH_ABORT in str(exc):
+            raise _NeedsCarefulPath from exc
+        raise
+    new_rows = f"FROM events WHERE {outside}"
+    if con.execute(f"SELECT count(*) {new_rows}", span).fetchall()[0][0] != inserted:
+        raise _NeedsCarefulPath
+    if not _strictly_increasing(con, f"SELECT epoch_us(ts) {new_rows}", span):
+        distinct = con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT user_id, item_id, ts, event_type {new_rows})", span
+        ).fetchall()[0][0]
+        if distinct != inserted:
+            raise _NeedsCarefulPath
+    _validate_sample(con, f"SELECT user_id, item_id, ts, event_type {new_rows}", span)
+    return int(inserted), locate([], int(inserted))
+
+
+def _ingest_carefully(
+    con: duckdb.DuckDBPyConnection,
+    source_select: str,
+    params: Sequence,
+    source: str,
+    locate: Callable[[list[BadRow], int], list[QuarantineRow]],
+    pre_rejected: Sequence[QuarantineRow],
+    notify: Callable[[str], None],
+) -> tuple[int, int, int, list[QuarantineRow]]:
+    """Stage every row, word the bad rows' reasons, dedup exactly. Returns (rows_in, accepted,
+    duplicates, quarantined rows)."""
+    staged = stage_events(con, source_select, params)
+    bad = staged_bad_rows(con)
+    # `locate` may add rows the reader never staged (e.g. CSV lines it could not split).
+    quarantined = [*pre_rejected, *locate(bad, staged)]
+    rows_in = staged + len(quarantined) - len(bad)
+    validate_stage_sample(con)
+    notify("storing")
+    accepted, duplicates = commit_stage(con, source, quarantined)
+    drop_stage(con)
+    return rows_in, accepted, duplicates, quarantined
+
+
 def ingest_staged(
     con: duckdb.DuckDBPyConnection,
     source_select: str,
     params: Sequence,
     source: str,
     content_hash: str | None,
-    locate: Callable[[list[BadRow]], list[QuarantineRow]],
+    locate: Callable[[list[BadRow], int], list[QuarantineRow]],
     pre_rejected: Sequence[QuarantineRow] = (),
     on_stage: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Stage, quarantine, dedup and store one input in ONE transaction; record it in `ingestions`.
+    """Validate, quarantine, dedup and store one input in ONE transaction; record it in `ingestions`.
 
-    `locate` turns the classifier's bad rows into verbatim quarantine rows (raw text, line number),
-    plus any rows the reader dropped before staging; `pre_rejected` are rows the caller already
-    rejected (e.g. invalid JSON lines). rows_in counts staged rows plus all of those.
+    `locate(bad_rows, staged_count)` turns the classifier's bad rows into verbatim quarantine rows
+    (raw text, line number), plus any rows the reader dropped before staging; `pre_rejected` are
+    rows the caller already rejected (e.g. invalid JSON lines). rows_in counts staged rows plus all
+    of those. A clean input (the common case) is inserted in one pass; any other input, or one the
+    fast pass cannot prove clean, is rolled back and staged (bad rows, duplicates: exact results).
     """
     ensure_schema(con)
     started_at = datetime.now(UTC)
     notify = on_stage or (lambda stage: None)
-    with utc_session(con), transaction(con):
+    with utc_session(con):
         notify("staging")
-        staged = stage_events(con, source_select, params)
-        bad = staged_bad_rows(con)
-        # `locate` may add rows the reader never staged (e.g. CSV lines it could not split).
-        quarantined = [*pre_rejected, *locate(bad)]
-        rows_in = staged + len(quarantined) - len(bad)
-        validate_stage_sample(con)
-        notify("storing")
-        accepted, duplicates = commit_stage(con, source, quarantined)
-        report = finish_report(source, content_hash, rows_in, accepted, duplicates, len(quarantined))
-        record_ingestion(con, report, started_at)
-        drop_stage(con)
-        notify("committing")
+        try:
+            with transaction(con):
+                accepted, quarantined = _insert_directly(con, source_select, params, source, locate)
+                quarantined = [*pre_rejected, *quarantined]
+                notify("storing")
+                if quarantined:
+                    write_quarantine(con, source, quarantined)
+                report = finish_report(source, content_hash, accepted + len(quarantined), accepted, 0,
+                                       len(quarantined))
+                record_ingestion(con, report, started_at)
+                notify("committing")
+            return report
+        except _NeedsCarefulPath:
+            pass
+        with transaction(con):
+            rows_in, accepted, duplicates, quarantined = _ingest_carefully(
+                con, source_select, params, source, locate, pre_rejected, notify)
+            report = finish_report(source, content_hash, rows_in, accepted, duplicates, len(quarantined))
+            record_ingestion(con, report, started_at)
+            notify("committing")
     return report
 
 
@@ -382,7 +534,7 @@ def ingest_frame(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, source: str) 
             [],
             source,
             None,
-            locate=lambda bad: [QuarantineRow(b.line_no, b.fields_json, b.reason) for b in bad],
+            locate=lambda bad, staged: [QuarantineRow(b.line_no, b.fields_json, b.reason) for b in bad],
         )
     finally:
         con.unregister("_lte_incoming_frame")

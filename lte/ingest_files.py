@@ -11,8 +11,10 @@ downloaded to a local cache first: DuckDB 2.x cannot read s3:// offline (STACK-N
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", 
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 MAX_LINE_BYTES = 1 << 20  # a longer line is quarantined ("line longer than ...")
 HEAD_BYTES = 1 << 16
+SCAN_CHUNK_BYTES = 1 << 20  # scan_csv_records reads this much at a time (then to the line end)
 _REJECTS_TABLE, _REJECTS_SCAN = "_lte_csv_rejects", "_lte_csv_scans"
 
 
@@ -216,6 +219,12 @@ def _decode(raw: bytes) -> str:
     return raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
 
 
+def _any_in(sorted_values: list[int], lo: int, hi: int) -> bool:
+    """Whether some value v of the sorted list has lo <= v < hi."""
+    i = bisect.bisect_left(sorted_values, lo)
+    return i < len(sorted_values) and sorted_values[i] < hi
+
+
 def scan_csv_records(path: Path, reject_lines: set[int], ordinals: set[int]) -> tuple[dict[int, tuple[int, str]], dict[int, tuple[int, str]], int]:
     """Walk the file's records the way DuckDB's reader does, to find verbatim text by position.
 
@@ -224,30 +233,47 @@ def scan_csv_records(path: Path, reject_lines: set[int], ordinals: set[int]) -> 
     multi-line record counts once); we report the physical line where a record starts.
     Returns ({staged ordinal: (line_no, raw)} for `ordinals`, {DuckDB record number: (line_no, raw)}
     for `reject_lines`, number of records DuckDB staged).
+
+    The file is read in chunks ending at a line break. A chunk without quotes holds one record per
+    line, so when no wanted record falls in it, it is counted with bytes operations, not walked.
     """
     found: dict[int, tuple[int, str]] = {}
     rejected: dict[int, tuple[int, str]] = {}
-    ordinal = record_no = 0
+    wanted_records, wanted_ordinals = sorted(reject_lines), sorted(ordinals)
+    ordinal = record_no = line_no = 0
     record: list[bytes] = []
     quotes = start = 0
     with open(path, "rb") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not record:
-                start, quotes = line_no, 0
-            record.append(line)
-            quotes += line.count(b'"')
-            if quotes % 2:
-                continue  # inside a quoted field that continues on the next line
-            raw, record = b"".join(record), []
-            record_no += 1
-            if record_no == 1 or not raw.strip(b"\r\n"):
-                continue  # the header, or a blank line (DuckDB skips both)
-            if record_no in reject_lines:
-                rejected[record_no] = (start, _decode(raw))
-                continue
-            if ordinal in ordinals:
-                found[ordinal] = (start, _decode(raw))
-            ordinal += 1
+        while chunk := fh.read(SCAN_CHUNK_BYTES):
+            chunk += fh.readline()
+            if not record and b'"' not in chunk and b"\r\r" not in chunk:
+                lines = chunk.split(b"\n")
+                if lines[-1] == b"":
+                    lines.pop()  # the chunk ended with a line break
+                blank = lines.count(b"") + lines.count(b"\r")
+                staged = len(lines) - blank - (record_no == 0)  # record 1 is the header
+                if not (_any_in(wanted_records, record_no + 1, record_no + len(lines) + 1)
+                        or _any_in(wanted_ordinals, ordinal, ordinal + staged)):
+                    line_no, record_no, ordinal = line_no + len(lines), record_no + len(lines), ordinal + staged
+                    continue
+            for line in io.BytesIO(chunk):
+                line_no += 1
+                if not record:
+                    start, quotes = line_no, 0
+                record.append(line)
+                quotes += line.count(b'"')
+                if quotes % 2:
+                    continue  # inside a quoted field that continues on the next line
+                raw, record = b"".join(record), []
+                record_no += 1
+                if record_no == 1 or not raw.strip(b"\r\n"):
+                    continue  # the header, or a blank line (DuckDB skips both)
+                if record_no in reject_lines:
+                    rejected[record_no] = (start, _decode(raw))
+                    continue
+                if ordinal in ordinals:
+                    found[ordinal] = (start, _decode(raw))
+                ordinal += 1
     if record:  # an open quote ran to the end of the file
         record_no += 1
         if record_no in reject_lines:
@@ -271,12 +297,11 @@ def _ingest_csv(con, path: Path, facts: FileFacts, label: str, mapping: dict[str
     select, params = _csv_source_select(path, header, resolved, delimiter)
     last_line = facts.newlines if facts.ends_with_newline else facts.newlines + 1
 
-    def locate(bad: list[BadRow]) -> list[QuarantineRow]:
+    def locate(bad: list[BadRow], staged: int) -> list[QuarantineRow]:
         reject_reasons = _csv_rejects(con)
         if not bad and not reject_reasons:
             return []
         found, rejected_raw, seen = scan_csv_records(path, set(reject_reasons), {b.ordinal for b in bad})
-        staged = con.execute(f"SELECT count(*) FROM {events.STAGE_TABLE}").fetchall()[0][0]
         if seen != staged:
             raise RuntimeError(
                 f"{label}: found {seen} records but DuckDB staged {staged}; cannot place quarantined "
@@ -361,7 +386,7 @@ def _ingest_jsonl(con, path: Path, facts: FileFacts, label: str, mapping: dict[s
             "SELECT line_no::BIGINT AS line_no, user_id::VARCHAR AS user_id, item_id::VARCHAR AS item_id, "
             "timestamp::VARCHAR AS timestamp, event_type::VARCHAR AS event_type FROM _lte_jsonl_rows",
             [], label, facts.sha256,
-            locate=lambda bad: [QuarantineRow(b.line_no, raw_by_line[b.line_no], b.reason) for b in bad],
+            locate=lambda bad, staged: [QuarantineRow(b.line_no, raw_by_line[b.line_no], b.reason) for b in bad],
             pre_rejected=pre_rejected, on_stage=on_stage,
         )
     finally:
@@ -395,7 +420,7 @@ def _ingest_parquet(con, path: Path, facts: FileFacts, label: str, mapping: dict
     ]
     select = f"SELECT (file_row_number + 1)::BIGINT AS line_no, {', '.join(picks)} FROM read_parquet(?, file_row_number = true)"
 
-    def locate(bad: list[BadRow]) -> list[QuarantineRow]:
+    def locate(bad: list[BadRow], staged: int) -> list[QuarantineRow]:
         if not bad:
             return []
         wanted = [b.line_no - 1 for b in bad]

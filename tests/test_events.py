@@ -119,3 +119,44 @@ def test_conservation_and_no_duplicates_property(tmp_path_factory, rows):
     again = ingest_files.ingest_file(con, copy)
     assert again.accepted == 0 and again.duplicates == report.accepted + report.duplicates
     assert con.execute("SELECT count(*) FROM quarantine").fetchall()[0][0] == 2 * report.quarantined
+
+
+TOKENS = ["", " ", "0", "007", "5", " 5 ", "+5", "-0", "-3", "1.5", "1.0", "1e3", "0x10", "1_000", "x", "nan", "inf",
+          "1700000000", "1700000000.25", "1700000000000", "99999999999999999999", "2024-01-01", "2024-01-01T00:00:00Z",
+          "1969-12-31", "2100-01-01", "view", "v" * 65]
+
+
+ANY_FIELD = st.one_of(st.none(), st.sampled_from(TOKENS), st.text(max_size=6))
+ID = st.sampled_from(["0", "5", "007", " 5 ", "123456789012"])
+GOOD_ROW = st.tuples(ID, ID, st.sampled_from(["1700000000", " 1700000000.25", "2024-01-01", "2024-01-01T00:00:00Z"]),
+                     st.sampled_from(["view", "", None]))
+TOKEN = st.sampled_from(TOKENS)
+FIELD_OR_ROW = st.one_of(GOOD_ROW, st.tuples(ANY_FIELD, ANY_FIELD, ANY_FIELD, ANY_FIELD),
+                         # one field replaced in an otherwise good row
+                         st.tuples(TOKEN, ID, st.just("1700000000"), st.just("view")),
+                         st.tuples(ID, TOKEN, st.just("1700000000"), st.just("view")),
+                         st.tuples(ID, ID, TOKEN, st.just("view")), st.tuples(ID, ID, st.just("1700000000"), TOKEN))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(rows=st.lists(FIELD_OR_ROW, min_size=1, max_size=40))
+def test_fast_rules_agree_with_the_worded_rules(rows):
+    """The one-pass classifier (ok flag, typed values) and the reason wording are two SQL rule sets:
+    a row is ok exactly when no reason applies, and both read the same values."""
+    import duckdb
+
+    con = duckdb.connect()
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event_type"], dtype=object)
+    con.register("src", frame)
+    source = "SELECT NULL::BIGINT AS line_no, user_id, item_id, timestamp, event_type FROM src"
+    with events.utc_session(con):
+        con.execute(f"CREATE TEMP TABLE judged AS {events._CLASSIFIED_SQL.format(source_select=source)}")
+        # Word a reason for every row: stage all of them as "not ok", with their fields.
+        con.execute(f"CREATE TEMP TABLE {events.STAGE_TABLE} AS SELECT NULL::BIGINT AS line_no, false AS ok, "
+                    "to_json(struct_pack(user_id, item_id, timestamp, event_type))::VARCHAR AS fields_json FROM src")
+        reasons = [r[2] for r in con.execute(events._REASON_SQL).fetchall()]
+        judged = con.execute("SELECT ok, u, it, ts FROM judged").fetchall()
+    assert [ok for ok, *_ in judged] == [reason is None for reason in reasons]
+    for (ok, u, it, ts), (user_id, item_id, _, _) in zip(judged, rows, strict=True):
+        if ok:
+            assert u == int(user_id.strip(" ")) and it == int(item_id.strip(" ")) and ts is not None

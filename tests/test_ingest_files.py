@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from lte import events, ingest_files
 
@@ -103,6 +106,93 @@ def test_same_file_twice_is_skipped_and_known_events_are_duplicates(con, tmp_pat
     third = ingest_files.ingest_file(con, overlap)
     assert (third.accepted, third.duplicates) == (200, 100)
     assert events.event_count(con) == 700
+
+
+def _count_careful_passes(monkeypatch) -> list[str]:
+    """Record each input that needed the staged (careful) path instead of the one-pass insert."""
+    calls: list[str] = []
+    careful = events._ingest_carefully
+
+    def spy(con, source_select, params, source, *rest):
+        calls.append(source)
+        return careful(con, source_select, params, source, *rest)
+
+    monkeypatch.setattr(events, "_ingest_carefully", spy)
+    return calls
+
+
+def test_one_pass_for_clean_files_and_exact_fallback_otherwise(con, tmp_path, monkeypatch):
+    careful = _count_careful_passes(monkeypatch)
+    first = ingest_files.ingest_file(con, canonical_csv(tmp_path / "day1.csv", 300), label="day1")
+    # Unordered times, no duplicates, all after the stored span: still one pass (DISTINCT check).
+    unordered = write(tmp_path, "day2.csv", HEADER + "".join(f"{i},1,{1_800_000_000 - i},view\n" for i in range(50)))
+    second = ingest_files.ingest_file(con, unordered, label="day2")
+    assert careful == [] and (first.accepted, second.accepted) == (300, 50)
+    # A within-file duplicate (equal timestamps) is found by the exact path and counted once.
+    repeated = write(tmp_path, "day3.csv", HEADER + "5,5,1900000000,view\n6,6,1900000001,view\n5,5,1900000000,view\n")
+    third = ingest_files.ingest_file(con, repeated, label="day3")
+    assert careful == ["day3"] and (third.accepted, third.duplicates, third.quarantined) == (2, 1, 0)
+    # Events on the stored span's edge: one stored already (duplicate), one new despite the equal time.
+    edge = write(tmp_path, "day4.csv", HEADER + "6,6,1900000001,view\n7,7,1900000001,view\n")
+    fourth = ingest_files.ingest_file(con, edge, label="day4")
+    assert careful == ["day3", "day4"] and (fourth.accepted, fourth.duplicates) == (1, 1)
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == [(353, 353)]
+    logged = con.execute("SELECT sum(rows_in), sum(accepted + duplicates + quarantined) FROM ingestions").fetchall()
+    assert logged == [(355, 355)]
+
+
+def test_clean_rows_after_rejected_lines_take_one_pass(con, tmp_path, monkeypatch):
+    """Lines the CSV reader cannot split are quarantined without giving up the one-pass insert."""
+    careful = _count_careful_passes(monkeypatch)
+    body = HEADER + "1,1,1700000000,view\n2,2,1700000001,view,extra\n3,3,1700000002,view\n"
+    report = ingest_files.ingest_file(con, write(tmp_path, "r.csv", body))
+    assert careful == [] and (report.rows_in, report.accepted, report.quarantined) == (3, 2, 1)
+    assert con.execute("SELECT line_no, raw FROM quarantine").fetchall() == [(3, "2,2,1700000001,view,extra")]
+
+
+def _reference_scan(path: Path, reject_lines: set[int], ordinals: set[int]):
+    """scan_csv_records' rules, line by line (the unoptimised definition)."""
+    found, rejected, ordinal, record_no, record, quotes, start = {}, {}, 0, 0, [], 0, 0
+    with open(path, "rb") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not record:
+                start, quotes = line_no, 0
+            record.append(line)
+            quotes += line.count(b'"')
+            if quotes % 2:
+                continue
+            raw, record = b"".join(record), []
+            record_no += 1
+            if record_no == 1 or not raw.strip(b"\r\n"):
+                continue
+            if record_no in reject_lines:
+                rejected[record_no] = (start, raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+                continue
+            if ordinal in ordinals:
+                found[ordinal] = (start, raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+            ordinal += 1
+    if record:
+        record_no += 1
+        if record_no in reject_lines:
+            rejected[record_no] = (start, b"".join(record).rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+    return found, rejected, ordinal
+
+
+PIECES = [b"1,2,3,view\n", b"\n", b"\r\n", b'4,5,"a\nb",x\n', b"x,y\r\n", b"7,8,9,\xe9\n", b"\r\r\n",
+          b'5,"open\n', b"1,2\n"]
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(PIECES), max_size=30), cut_last_newline=st.booleans(),
+       chunk=st.sampled_from([1, 3, 16, 64, 1 << 20]), wanted=st.sets(st.integers(0, 33), max_size=5))
+def test_chunked_record_scan_matches_the_line_by_line_rules(tmp_path_factory, monkeypatch, pieces, cut_last_newline,
+                                                            chunk, wanted):
+    body = HEADER.encode() + b"".join(pieces)
+    path = tmp_path_factory.mktemp("scan") / "f.csv"
+    path.write_bytes(body[:-1] if cut_last_newline and body.endswith(b"\n") else body)
+    monkeypatch.setattr(ingest_files, "SCAN_CHUNK_BYTES", chunk)
+    rejects = {w + 1 for w in wanted if w % 2}
+    assert ingest_files.scan_csv_records(path, rejects, wanted) == _reference_scan(path, rejects, wanted)
 
 
 def test_formats_and_column_mapping_give_the_same_events(con, tmp_path):
@@ -240,7 +330,8 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-def test_kill_9_mid_file_leaves_the_store_unchanged(settings, tmp_path):
+@pytest.mark.parametrize("bad_last_row", [True, False], ids=["staged-path", "one-pass-path"])
+def test_kill_9_mid_file_leaves_the_store_unchanged(settings, tmp_path, bad_last_row):
     from lte.db import connect
 
     con = connect(settings.duckdb_path)
@@ -248,8 +339,9 @@ def test_kill_9_mid_file_leaves_the_store_unchanged(settings, tmp_path):
     before = [con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("events", "quarantine", "ingestions")]
     con.close()
     big = canonical_csv(tmp_path / "big.csv", 200_000, offset=1000)
-    with open(big, "a") as fh:
-        fh.write("bad,row,here,x\n")  # so quarantine would change too
+    if bad_last_row:
+        with open(big, "a") as fh:
+            fh.write("bad,row,here,x\n")  # so quarantine would change too
     proc = subprocess.Popen([PY, "-c", CRASH_SCRIPT, str(settings.duckdb_path), str(big)],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
     stages = []
@@ -264,7 +356,7 @@ def test_kill_9_mid_file_leaves_the_store_unchanged(settings, tmp_path):
     after = [con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("events", "quarantine", "ingestions")]
     assert after == before
     report = ingest_files.ingest_file(con, big)  # and the file ingests cleanly afterwards
-    assert (report.accepted, report.quarantined) == (200_000, 1)
+    assert (report.accepted, report.quarantined) == (200_000, int(bad_last_row))
     con.close()
 
 

@@ -15,6 +15,7 @@ from lte import basis as content
 from lte import embeddings
 from lte.events import time_range
 from lte.feature_store import FeatureStore, backfill, snapshot_cadence_times
+from lte.lte_checks import lte_sanity
 from orchestration.resources import LteResource
 
 from .basis import content_basis
@@ -139,19 +140,5 @@ def lte_live_sane(lte: LteResource) -> dg.AssetCheckResult:
     current = content.current_basis(lte.store())
     with lte.connect() as con:
         batch = FeatureStore(con).live()
-    finite = bool(np.isfinite(batch.vectors).all())
-    empty_share = float((batch.n_events == 0).mean()) if len(batch.n_events) else 1.0
-    norms = np.linalg.norm(batch.vectors[batch.n_events > 0], axis=1)
-    norms_ok = bool(len(norms) == 0 or (norms.max() <= 1.0 + 1e-3 and norms.min() > 0))
-    basis_ok = current is not None and batch.basis_hash == current.hash
-    passed = finite and norms_ok and basis_ok and empty_share <= settings.lte.max_empty_share
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={
-            "finite": finite,
-            "norms_in_unit_ball": norms_ok,
-            "empty_share": round(empty_share, 4),
-            "max_empty_share": settings.lte.max_empty_share,
-            "basis_matches_current": basis_ok,
-        },
-    )
+    sanity = lte_sanity(batch, current.hash if current is not None else None, settings.lte.max_empty_share)
+    return dg.AssetCheckResult(passed=sanity.passed, metadata=sanity.metadata())

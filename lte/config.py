@@ -71,6 +71,8 @@ class LteSettings(_Section):
     window_fraction: float = Field(default=0.8, gt=0.0)
     # Trained encoder for variant "autoencoder" (the `lte_autoencoder` asset sets it).
     autoencoder_checkpoint: str | None = None
+    shards: int = Field(default=4, ge=1)  # user-hash shards of the sharded refresh (Dagster partitions)
+    refresh_start: str = "2025-01-01"  # first partition of the sharded refresh cadence
     max_empty_share: float = 0.5  # lte_live check: share of users without an LTE above this fails
 
 
@@ -92,7 +94,7 @@ class TrainSettings(_Section):
     # Older events still feed the LTE; this bounds epoch time on long logs (examples from the first
     # year of a log would mostly see an empty or partial LTE window anyway).
     train_days: float | None = 365.0
-    epochs: int = 20
+    epochs: int = 30  # an upper bound; early stopping (patience) usually ends sooner
     patience: int = 3
     batch_size: int = 128
     lr: float = 3e-3  # measured: 1e-3 was still far from converged after 12 epochs on the synthetic shop

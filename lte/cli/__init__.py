@@ -2,7 +2,7 @@
 
 from lte.cli.app import app
 from lte.cli import (  # noqa: E402,F401  (importing registers the commands)
-
+    ablate,
     basis,
     drift,
     embedding,

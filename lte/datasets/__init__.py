@@ -26,5 +26,5 @@ def load_dataset(settings: Settings) -> Dataset:
         return Dataset(f"synthetic:{data.synthetic_size}:seed{data.seed}", synthetic.events, synthetic.items)
     from lte.datasets import movielens
 
-    events, items = movielens.load(data.dataset, data.data_dir)
-    return Dataset(data.dataset, events, items)
+    bundle = movielens.load(data.dataset, data.data_dir)
+    return Dataset(data.dataset, bundle.events, bundle.items)

@@ -1,0 +1,157 @@
+"""Seeded, deterministic CPU training of SASRec(+LTE) with early stopping on validation NDCG@10.
+
+Choices made for 2-core CPUs:
+- `torch.set_num_threads(settings.train.threads)`: one intra-op thread per core; more threads than
+  cores only adds contention.
+- Whole batches are sliced from pre-padded tensors (no DataLoader, no per-example Python, no
+  collate); the loss computes logits only at positions that have a target.
+- The model is selected on validation, never on test; test is evaluated once, at the end.
+
+Checkpoints hold {"config": SASRecConfig dict, "state_dict": ...} and are read back with
+`torch.load(weights_only=True)`, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from training.data import SequenceDataset, build_dataset
+from training.evaluate import EvalResult, evaluate_model, metrics_from_ranks, model_ranks
+from training.model import SASRec, SASRecConfig
+
+
+@dataclass
+class TrainResult:
+    model: SASRec  # the best model (by validation NDCG@10), in eval mode
+    config: SASRecConfig
+    history: list[dict]  # one row per epoch: epoch, loss, val_ndcg@10, seconds, samples_per_s
+    best_epoch: int
+    seconds: float  # wall-clock of the whole fit
+    checkpoint: Path | None = None
+
+    @property
+    def s_per_epoch(self) -> float:
+        return float(np.mean([row["seconds"] for row in self.history]))
+
+    def params(self) -> dict:
+        return {**self.config.to_dict(), "best_epoch": self.best_epoch, "epochs_run": len(self.history),
+                "seconds": round(self.seconds, 2), "s_per_epoch": round(self.s_per_epoch, 3)}
+
+
+def model_config(settings, dataset: SequenceDataset, integration: str | None = None) -> SASRecConfig:
+    m = settings.model
+    return SASRecConfig(n_items=dataset.n_items, lte_dim=dataset.lte_dim, d_model=m.d_model, n_layers=m.n_layers,
+                        n_heads=m.n_heads, max_len=dataset.max_len, dropout=m.dropout,
+                        integration=integration or m.integration)
+
+
+def save_checkpoint(model: SASRec, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict()}, tmp)
+    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
+    return path
+
+
+def load_checkpoint(path: Path, expect: SASRecConfig | None = None) -> SASRec:
+    """Rebuild the model from a checkpoint; refuses one whose architecture differs from `expect`."""
+    saved = torch.load(Path(path), weights_only=True)
+    config = SASRecConfig(**saved["config"])
+    if expect is not None and config != expect:
+        raise ValueError(f"checkpoint {path} was built for {config}, not {expect}: retrain or load the matching config")
+    model = SASRec(config)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def validation_ndcg10(model: SASRec, dataset: SequenceDataset) -> float:
+    """Mean over users of per-user mean NDCG@10 on the validation part (the selection criterion)."""
+    ranks = model_ranks(model, dataset.val)
+    users = dataset.val.user_ids.numpy()
+    _, inverse, counts = np.unique(users, return_inverse=True, return_counts=True)
+    return float((np.bincount(inverse, weights=metrics_from_ranks(ranks)["ndcg@10"]) / counts).mean())
+
+
+def train(settings, dataset: SequenceDataset, integration: str | None = None,
+          checkpoint_path: Path | None = None, progress: bool = True) -> TrainResult:
+    """Fit one model; `integration` overrides settings.model.integration (for the ablation)."""
+    t = settings.train
+    torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    config = model_config(settings, dataset, integration)
+    if config.integration != "none" and dataset.variant is None:
+        raise ValueError(f"integration {config.integration!r} needs a dataset built with an LTE variant")
+    model = SASRec(config, torch.tensor(dataset.item_content))  # a copy: basis vectors are read-only
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    order_rng = torch.Generator().manual_seed(t.seed)
+    part = dataset.train
+    if len(dataset.val) == 0:
+        raise ValueError("the validation part is empty: increase train.val_days or use split=leave_one_out")
+
+    history: list[dict] = []
+    best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
+    started = time.perf_counter()
+    for epoch in range(1, t.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(part), generator=order_rng)
+        batches = range(0, len(part), t.batch_size)
+        bar = tqdm(batches, desc=f"{config.integration} epoch {epoch}", disable=not progress, leave=False,
+                   mininterval=1.0)
+        loss_sum, n_targets = 0.0, 0
+        for start in bar:
+            idx = order[start:start + t.batch_size]
+            targets = part.targets[idx]
+            loss = model.loss(part.items[idx], targets, part.lte[idx], part.lte_mask[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            batch_targets = int((targets > 0).sum())
+            loss_sum += loss.item() * batch_targets
+            n_targets += batch_targets
+            bar.set_postfix(loss=f"{loss_sum / n_targets:.3f}",
+                            samples_s=f"{n_targets / (time.perf_counter() - epoch_start):.0f}", refresh=False)
+        train_seconds = time.perf_counter() - epoch_start
+        score = validation_ndcg10(model, dataset)
+        history.append({"epoch": epoch, "loss": loss_sum / max(n_targets, 1), "val_ndcg@10": score,
+                        "seconds": time.perf_counter() - epoch_start,
+                        "samples_per_s": n_targets / train_seconds})
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            if checkpoint_path is not None:
+                save_checkpoint(model, checkpoint_path)
+        else:
+            stale += 1
+            if stale >= t.patience:
+                break
+    if checkpoint_path is not None:
+        model = load_checkpoint(checkpoint_path, expect=config)
+    else:
+        model.load_state_dict(best_state)
+        model.eval()
+    return TrainResult(model, config, history, best_epoch, time.perf_counter() - started, checkpoint_path)
+
+
+def fit_and_evaluate(con, feature_store, basis, settings, checkpoint_path: Path | None = None,
+                     progress: bool = True) -> tuple[TrainResult, EvalResult]:
+    """The pipeline's one call: build sequences with point-in-time LTE, train, evaluate on test.
+
+    The EvalResult holds per-user arrays (for the gate's paired bootstrap), the summary with CIs,
+    the attention ratio and, as `.baseline`, the popularity scorer on the same test examples.
+    """
+    variant = None if settings.model.integration == "none" else settings.lte.variant
+    dataset = build_dataset(con, feature_store, basis, settings, variant=variant)
+    result = train(settings, dataset, checkpoint_path=checkpoint_path, progress=progress)
+    evaluation = evaluate_model(result.model, dataset.test, dataset.item_counts, name=result.config.integration,
+                                n_bootstrap=settings.gate.n_bootstrap, seed=settings.train.seed)
+    return result, evaluation

@@ -18,7 +18,6 @@ import pandas as pd
 from lte.config import Settings
 
 
-
 def shard_count() -> int:
     return Settings().lte.shards
 

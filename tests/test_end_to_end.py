@@ -9,20 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_env import QUICK
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.slow
 
-QUICK = {
-    "LTE_DATA__SYNTHETIC_SIZE": "tiny",
-    "LTE_BASIS__ENCODER": "hashing",
-    "LTE_BASIS__HASHING_DIM": "64",
-    "LTE_MODEL__D_MODEL": "32",
-    "LTE_MODEL__N_LAYERS": "1",
-    "LTE_TRAIN__EPOCHS": "8",
-    "LTE_TRAIN__LR": "0.003",
-    "LTE_GATE__N_BOOTSTRAP": "200",
-}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """`lte` command line. Each module below adds its commands to `lte.cli.app.app`."""
 
-from lte.cli.app import app
 from lte.cli import (  # noqa: E402,F401  (importing registers the commands)
     ablate,
     basis,
@@ -10,6 +9,7 @@ from lte.cli import (  # noqa: E402,F401  (importing registers the commands)
     models,
     status,
 )
+from lte.cli.app import app
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pipeline_env import QUICK
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -37,17 +38,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]
-# The tiny pipeline of tests/test_end_to_end.py: synthetic "tiny" shop, hashing basis, small SASRec.
-QUICK = {
-    "LTE_DATA__SYNTHETIC_SIZE": "tiny",
-    "LTE_BASIS__ENCODER": "hashing",
-    "LTE_BASIS__HASHING_DIM": "64",
-    "LTE_MODEL__D_MODEL": "32",
-    "LTE_MODEL__N_LAYERS": "1",
-    "LTE_TRAIN__EPOCHS": "8",
-    "LTE_TRAIN__LR": "0.003",
-    "LTE_GATE__N_BOOTSTRAP": "200",
-}
 QUIET = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1",
          "TRANSFORMERS_OFFLINE": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 # Every asset of the chain, in pipeline order (docs/architecture.md).

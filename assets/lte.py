@@ -56,9 +56,11 @@ def lte_autoencoder(context: dg.AssetExecutionContext, lte: LteResource) -> dg.M
 
     basis = content.current_basis(lte.store())
     with lte.connect() as con:
-        _, last = time_range(con)
-        # Point-in-time: only events before the validation period (same cut as training/data.py).
-        cutoff = pd.Timestamp(last) - timedelta(days=settings.train.test_days + settings.train.val_days)
+        # Point-in-time: only events before the validation period (the cut training/data.py uses).
+        from training.data import temporal_cutoffs_us
+
+        (last_us,) = con.execute("SELECT epoch_us(max(ts)) FROM events").fetchall()[0]
+        cutoff = pd.Timestamp(temporal_cutoffs_us(last_us, settings)[0], unit="us", tz="UTC")
         config = AutoencoderConfig(threads=settings.train.threads)
         examples = load_examples(con, basis, cutoff.to_pydatetime(), settings.lte, config)
     model, history = train_autoencoder(examples, basis, config, seed=settings.train.seed)

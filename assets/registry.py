@@ -81,6 +81,7 @@ def registered_model(
     tags = version_tags(settings, data_snapshot=_data_snapshot(lte))
     tags["lte_reference_as_of"] = reference
     tags["comparison"] = comparison
+    tags["training_run_id"] = trained_model.mlflow_run_id
     version = registry.register(model, model.config, basis.manifest, tags, metrics, verdict=verdict)
     context.log.info(f"registered v{version} as challenger; gate {'PASSED' if verdict.passed else 'FAILED'}")
     return dg.Output(

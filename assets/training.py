@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from lte import basis as content
 from lte.feature_store import FeatureStore
@@ -29,9 +30,11 @@ class TrainedModel:
     basis_hash: str
     variant: str | None
     cutoffs: dict
+    mlflow_run_id: str
 
 
 def _fit(context: dg.AssetExecutionContext, lte: LteResource, integration: str) -> TrainedModel:
+    from training.registry import log_training_run
     from training.train import fit_and_evaluate
 
     settings = lte.settings().with_overrides(model={"integration": integration})
@@ -44,6 +47,9 @@ def _fit(context: dg.AssetExecutionContext, lte: LteResource, integration: str) 
         f"{integration}: best epoch {result.best_epoch}, {result.s_per_epoch:.1f} s/epoch, "
         f"test NDCG@10 {evaluation.mean('ndcg@10'):.4f}"
     )
+    variant = None if integration == "none" else settings.lte.variant
+    run_id = log_training_run(settings, result, evaluation,
+                              {"basis_hash": basis.hash, "lte_variant": variant or "none", "dagster_run_id": context.run_id})
     return TrainedModel(
         checkpoint=result.checkpoint or checkpoint,
         config=result.config.to_dict(),
@@ -52,9 +58,23 @@ def _fit(context: dg.AssetExecutionContext, lte: LteResource, integration: str) 
         seconds=result.seconds,
         evaluation=evaluation,
         basis_hash=basis.hash,
-        variant=None if integration == "none" else settings.lte.variant,
-        cutoffs=getattr(evaluation, "cutoffs", {}) or {},
+        variant=variant,
+        cutoffs=_cutoffs(lte, settings),
+        mlflow_run_id=run_id,
     )
+
+
+def _cutoffs(lte: LteResource, settings) -> dict:
+    """The temporal split's cut-offs (as training/data.py computes them), for the drift reference."""
+    if settings.train.split != "temporal":
+        return {}
+    from training.data import temporal_cutoffs_us
+
+    with lte.connect() as con:
+        (last_us,) = con.execute("SELECT epoch_us(max(ts)) FROM events").fetchall()[0]
+    t_val, t_test = temporal_cutoffs_us(last_us, settings)
+    return {"t_val": pd.Timestamp(t_val, unit="us", tz="UTC").isoformat(),
+            "t_test": pd.Timestamp(t_test, unit="us", tz="UTC").isoformat()}
 
 
 def _training_metadata(model: TrainedModel) -> dict:
@@ -68,6 +88,7 @@ def _training_metadata(model: TrainedModel) -> dict:
         "test_ndcg@100": round(ev.mean("ndcg@100"), 4),
         "checkpoint": dg.MetadataValue.path(str(model.checkpoint)),
         "basis_hash": model.basis_hash,
+        "mlflow_run_id": model.mlflow_run_id,
     }
 
 

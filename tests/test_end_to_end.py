@@ -66,6 +66,26 @@ def test_drift_report_written(demo_home):
     report = Path(str(figures["lte_drift_report"]["report"]))
     assert report.exists() and report.suffix == ".html" and report.stat().st_size > 10_000
     assert home in report.parents
+    verdict = json.loads((home / "drift" / "latest.json").read_text())
+    # The reference is what the champion trained on: a snapshot before the validation period.
+    assert verdict["reference_as_of"] < verdict["current_as_of"]
+
+
+def test_every_training_run_is_logged_to_mlflow(demo_home):
+    import mlflow
+
+    from lte.config import load_settings
+    from training.registry import Registry
+
+    settings = load_settings()
+    champion = Registry.from_settings(settings).get("champion")
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    run = mlflow.get_run(champion.tags["training_run_id"])
+    assert run.data.metrics["test_ndcg_10"] > 0 and "test_ndcg_10_ci_lo" in run.data.metrics
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert len(history) >= 1  # one point per epoch
+    runs = mlflow.search_runs(experiment_names=[f"{settings.registry.experiment}-training"])
+    assert set(runs["tags.integration"]) == {"prefix", "none"}
 
 
 def test_status_json_has_the_documented_fields(demo_home):

@@ -47,6 +47,12 @@ US_PER_DAY = 86_400 * 1_000_000
 DEFAULT_MAX_LEN = {"synthetic": 8, "ml-100k": 50, "ml-latest-small": 50}
 
 
+def temporal_cutoffs_us(last_event_us: int, settings) -> tuple[int, int]:
+    """(t_val, t_test) in epoch microseconds: t_test = last event - test_days, t_val = t_test - val_days."""
+    t_test = int(last_event_us - settings.train.test_days * US_PER_DAY)
+    return int(t_test - settings.train.val_days * US_PER_DAY), t_test
+
+
 def resolve_max_len(settings) -> int:
     """settings.model.max_len, or the dataset default when it is None."""
     return settings.model.max_len or DEFAULT_MAX_LEN[settings.data.dataset]
@@ -180,8 +186,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, feature_store, basis, settings
     ev = load_event_arrays(con, basis)
     user, token, t_us = ev["user"], ev["token"], ev["t_us"]
     if settings.train.split == "temporal":
-        t_test = int(t_us.max() - settings.train.test_days * US_PER_DAY)
-        t_val = int(t_test - settings.train.val_days * US_PER_DAY)
+        t_val, t_test = temporal_cutoffs_us(int(t_us.max()), settings)
         is_train = t_us < t_val
         if settings.train.train_days is not None:
             is_train &= t_us >= t_val - settings.train.train_days * US_PER_DAY

@@ -554,20 +554,52 @@ def _pip_requirements() -> list[str]:
     ]
 
 
+def _experiment(settings, suffix: str) -> str:
+    """Id of the experiment `<registry.experiment>-<suffix>`, created with the home's artifact location."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    name = f"{settings.registry.experiment}-{suffix}"
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = settings.registry.artifact_location or (
+        settings.mlflow_artifact_location if settings.mlflow_tracking_uri.startswith("sqlite:") else None
+    )
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_training_run(settings, result, evaluation, tags: dict[str, str]) -> str:
+    """One MLflow run per trained SASRec: params, loss and validation NDCG per epoch, test metrics
+    with their 95% CIs, the popularity baseline and the checkpoint. Returns the run id."""
+    with mlflow.start_run(experiment_id=_experiment(settings, "training"),
+                          run_name=f"sasrec-{result.config.integration}") as run:
+        mlflow.set_tags({**tags, "integration": result.config.integration, "git_commit": git_commit()})
+        mlflow.log_params({f"model.{k}": v for k, v in result.params().items()})
+        mlflow.log_params({"train.lr": settings.train.lr, "train.batch_size": settings.train.batch_size,
+                           "train.seed": settings.train.seed, "train.split": settings.train.split})
+        for row in result.history:
+            mlflow.log_metrics({_metric_key(k): float(v) for k, v in row.items() if k != "epoch"},
+                               step=int(row["epoch"]))
+        final = {}
+        for metric, summary in evaluation.summary.items():
+            if isinstance(summary, dict):
+                final.update({f"test_{_metric_key(metric)}": summary["mean"],
+                              f"test_{_metric_key(metric)}_ci_lo": summary["lo"],
+                              f"test_{_metric_key(metric)}_ci_hi": summary["hi"]})
+        if evaluation.baseline is not None:
+            final.update({f"popularity_{_metric_key(m)}": v for m, v in
+                          ((m, evaluation.baseline.mean(m)) for m in evaluation.baseline.per_user)})
+        if evaluation.attention_ratio is not None:
+            final["attention_ratio"] = float(evaluation.attention_ratio)
+        mlflow.log_metrics(final)
+        if result.checkpoint is not None and Path(result.checkpoint).exists():
+            mlflow.log_artifact(str(result.checkpoint), artifact_path="checkpoint")
+        return run.info.run_id
+
+
 def log_autoencoder_run(settings, checkpoint: Path, history, basis_hash: str, config: dict) -> str:
     """Version a trained LTE autoencoder like a model: an MLflow run in `<experiment>-autoencoder`,
     tagged with the basis it was trained for, holding its checkpoint, config and training history."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    name = f"{settings.registry.experiment}-autoencoder"
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = settings.registry.artifact_location or (
-            settings.mlflow_artifact_location if settings.mlflow_tracking_uri.startswith("sqlite:") else None
-        )
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name="lte-autoencoder") as run:
+    with mlflow.start_run(experiment_id=_experiment(settings, "autoencoder"), run_name="lte-autoencoder") as run:
         mlflow.set_tags({"basis_hash": basis_hash, "lte_variant": "autoencoder", "git_commit": git_commit()})
         mlflow.log_params({f"autoencoder.{k}": v for k, v in config.items()})
         for row in history.epochs:

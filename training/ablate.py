@@ -1,10 +1,19 @@
-"""The paper's ablation on our data: {none, uniform, recency} x {prefix, late_fusion, injection}.
+"""The paper's ablation on our data: none + {uniform, recency, autoencoder} x {prefix, late_fusion, injection}.
 
 One self-contained run per dataset, in its own in-memory DuckDB (the user's store is never touched):
 load events + items, freeze a content basis with settings.basis, back-fill point-in-time LTE
-snapshots for both variants, build the sequences once per variant, train every model with the
-same seed and settings, evaluate on the test part with full ranking, and compare each model with
-`none` by a paired bootstrap over users.
+snapshots for every selected variant, build the sequences once per variant, train every model with
+the same seed and settings, evaluate on the test part with full ranking, and compare each model with
+`none` (and each autoencoder model with the uniform model of the same integration) by a paired
+bootstrap over users.
+
+The `autoencoder` variant is trained once per run exactly as the pipeline's `lte_autoencoder` asset
+does: `lte.autoencoder.load_examples` at the cut-off t_val = last event - test_days - val_days (only
+events before it are read, so neither validation nor test behaviour trains the encoder), default
+AutoencoderConfig with settings.train.threads, seed settings.train.seed; its checkpoint goes to
+`<out_dir>/autoencoder-<dataset>-<basis hash>.pt` and settings.lte.autoencoder_checkpoint points at it
+for the snapshot back-fill. The same cut-off is used with split=leave_one_out (it is then stricter
+than the split: per-user LOO targets before t_val are validation/test events for SASRec only).
 
 Outputs `<out_dir>/ablation-<dataset>.md` and `.json`.
 """
@@ -14,17 +23,21 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from training.data import SequenceDataset, build_dataset
 from training.evaluate import EvalResult, evaluate_model, paired_difference
 from training.train import train
 
 INTEGRATIONS = ("prefix", "late_fusion", "injection")
-VARIANTS = ("uniform", "recency")
+VARIANTS = ("uniform", "recency", "autoencoder")
 TABLE_METRICS = ("ndcg@10", "ndcg@100", "ndcg@500")
+# Stored in the JSON/MLflow too; Recall@10 is HR@10 under leave-one-out (one target per user).
+STORED_METRICS = TABLE_METRICS + ("recall@10", "recall@100", "recall@500", "mrr")
 
 
 @dataclass
@@ -37,6 +50,9 @@ class AblationRow:
     s_per_epoch: float
     best_epoch: int
     epochs_run: int
+    # autoencoder rows only: metric -> PairedDifference dict vs the uniform row of the same
+    # integration (empty when that row was not trained in this run)
+    vs_uniform: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -48,11 +64,13 @@ class AblationResult:
     settings: dict
     seconds: float
     history: dict = field(default_factory=dict)  # "<lte>/<integration>" -> per-epoch rows
+    autoencoder: dict = field(default_factory=dict)  # training facts of the encoder (empty if not selected)
+    lte_coverage: dict = field(default_factory=dict)  # variant -> test no-LTE share
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "rows": [r.__dict__ for r in self.rows], "popularity": self.popularity,
                 "data_stats": self.data_stats, "settings": self.settings, "seconds": self.seconds,
-                "history": self.history}
+                "history": self.history, "autoencoder": self.autoencoder, "lte_coverage": self.lte_coverage}
 
 
 def load_events_and_items(settings):
@@ -66,8 +84,49 @@ def load_events_and_items(settings):
     return movielens.load(settings.data.dataset, settings.data.data_dir)
 
 
-def _prepare_store(settings):
-    """In-memory store with events, items, a basis and LTE snapshots for every variant."""
+def training_cutoff(con: duckdb.DuckDBPyConnection, settings) -> datetime:
+    """t_val = last event - test_days - val_days: the autoencoder reads only events before it (as
+    the pipeline's `lte_autoencoder` asset and training/data.py's temporal split do)."""
+    last = con.execute("SELECT max(ts) FROM events").fetchone()[0]
+    return pd.Timestamp(last).to_pydatetime() - timedelta(days=settings.train.test_days + settings.train.val_days)
+
+
+def train_point_in_time_autoencoder(con, basis, settings, checkpoint: Path, log=print) -> dict:
+    """Train the LTE autoencoder on training-period events only and save it to `checkpoint`.
+
+    Returns the facts for the report: cut-off, examples, epochs, validation NLL (the fixed decoder
+    on the encoder's LTE vs on the uniform LTE, held-out users) and wall-clock seconds."""
+    from lte.autoencoder import AutoencoderConfig, load_examples, save, train_autoencoder
+
+    started = time.perf_counter()
+    cutoff = training_cutoff(con, settings)
+    config = AutoencoderConfig(threads=settings.train.threads)
+    examples = load_examples(con, basis, cutoff, settings.lte, config)
+    if len(examples) == 0:
+        raise ValueError(f"no autoencoder training examples before {cutoff}: the lagged day window "
+                         f"(lag {settings.lte.lag_days} d, window {settings.lte.window_days} d) holds no events "
+                         "of any user at the anchors; shorten lte.lag_days or drop the autoencoder variant")
+    model, history = train_autoencoder(examples, basis, config, seed=settings.train.seed)
+    save(model, checkpoint)
+    # best_epoch 0 = no epoch beat the untrained encoder, which returns exactly the uniform LTE
+    best = next((row for row in history.epochs if row["epoch"] == history.best_epoch),
+                {"val_nll": history.val_nll_uniform})
+    facts = {"checkpoint": str(checkpoint), "trained_before": cutoff.isoformat(), "examples": len(examples),
+             "users": int(examples.facts.get("n_users", 0)), "n_train": history.n_train, "n_val": history.n_val,
+             "epochs_run": len(history.epochs), "best_epoch": history.best_epoch,
+             "val_nll": float(best.get("val_nll", float("nan"))), "val_nll_uniform": float(history.val_nll_uniform),
+             "temperature": history.temperature, "train_seconds": history.seconds,
+             "seconds": time.perf_counter() - started, "config": config.to_dict()}
+    log(f"autoencoder: {len(examples)} examples before {cutoff:%Y-%m-%d}, best epoch {history.best_epoch}/"
+        f"{len(history.epochs)}, val NLL {facts['val_nll']:.3f} vs uniform {facts['val_nll_uniform']:.3f}, "
+        f"{facts['seconds']:.1f} s")
+    return facts
+
+
+def _prepare_store(settings, variants: tuple[str, ...], out_dir: Path, log=print):
+    """In-memory store with events, items, a basis and LTE snapshots for every selected variant.
+
+    Returns (con, basis, store, lte settings per variant, autoencoder facts)."""
     from lte import catalog, events
     from lte.basis import build_basis
     from lte.encoders import get_encoder
@@ -80,49 +139,91 @@ def _prepare_store(settings):
     items = catalog.load_items(con)
     basis = build_basis(items["item_id"].to_numpy(), items["text"].tolist(), get_encoder(settings.basis))
     store = FeatureStore(con)
-    for variant in VARIANTS:
+    autoencoder_facts: dict = {}
+    per_variant = {}
+    for variant in variants:
         lte_settings = settings.lte.model_copy(update={"variant": variant})
+        if variant == "autoencoder":
+            name = _dataset_label(settings).replace(":", "-")
+            checkpoint = Path(out_dir) / f"autoencoder-{name}-{basis.hash[:12]}.pt"
+            autoencoder_facts = train_point_in_time_autoencoder(con, basis, settings, checkpoint, log=log)
+            lte_settings = lte_settings.model_copy(update={"autoencoder_checkpoint": str(checkpoint)})
+        started = time.perf_counter()
         backfill(con, basis, snapshot_cadence_times(con, lte_settings), lte_settings, store=store)
-    return con, basis, store
+        if variant == "autoencoder":
+            autoencoder_facts["backfill_seconds"] = time.perf_counter() - started
+        per_variant[variant] = lte_settings
+    return con, basis, store, per_variant, autoencoder_facts
 
 
-def run_ablation(settings, progress: bool = True, log=print) -> AblationResult:
-    """Train and evaluate the 7 models of the ablation on settings.data.dataset."""
+def _dataset_label(settings) -> str:
+    return settings.data.dataset if settings.data.dataset != "synthetic" else f"synthetic:{settings.data.synthetic_size}"
+
+
+def _selection(values, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    chosen = tuple(allowed if values is None else values)
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown or not chosen:
+        raise ValueError(f"unknown or empty {what} {unknown or list(chosen)}: choose from {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in chosen)  # canonical order, no duplicates
+
+
+def run_ablation(settings, progress: bool = True, log=print, variants=None, integrations=None,
+                 out_dir: Path | None = None) -> AblationResult:
+    """Train and evaluate `none` + variants x integrations on settings.data.dataset.
+
+    variants/integrations: subsets of VARIANTS/INTEGRATIONS (None = all). `none` is always trained:
+    every relative change is a paired bootstrap against it. out_dir holds the autoencoder checkpoint
+    (default settings.artifacts_dir / "ablation")."""
+    variants = _selection(variants, VARIANTS, "LTE variants")
+    integrations = _selection(integrations, INTEGRATIONS, "integrations")
+    out_dir = Path(out_dir or settings.artifacts_dir / "ablation")
     started = time.perf_counter()
-    con, basis, store = _prepare_store(settings)
-    datasets: dict[str, SequenceDataset] = {v: build_dataset(con, store, basis, settings, variant=v) for v in VARIANTS}
+    con, basis, store, per_variant, autoencoder_facts = _prepare_store(settings, variants, out_dir, log=log)
+    datasets: dict[str, SequenceDataset] = {
+        v: build_dataset(con, store, basis, settings, variant=v) for v in variants}
     n_boot, seed = settings.gate.n_bootstrap, settings.train.seed
 
     def fit(lte: str, integration: str, dataset: SequenceDataset) -> tuple[EvalResult, object]:
         result = train(settings, dataset, integration=integration, progress=progress)
         evaluation = evaluate_model(result.model, dataset.test, dataset.item_counts, name=f"{lte}/{integration}",
                                     n_bootstrap=n_boot, seed=seed)
-        log(f"{lte:>8} {integration:<12} NDCG@100 {evaluation.mean('ndcg@100'):.4f}  "
-            f"best epoch {result.best_epoch}/{len(result.history)}  {result.s_per_epoch:.1f} s/epoch")
+        log(f"{lte:>11} {integration:<12} NDCG@100 {evaluation.mean('ndcg@100'):.4f}  NDCG@500 "
+            f"{evaluation.mean('ndcg@500'):.4f}  best epoch {result.best_epoch}/{len(result.history)}  "
+            f"{result.s_per_epoch:.1f} s/epoch")
         return evaluation, result
 
     # `none` reads no LTE; its examples equal those of every variant (LTE never changes the examples).
-    base_eval, base_fit = fit("none", "none", datasets["uniform"])
-    rows = [AblationRow("none", "none", {m: base_eval.summary[m] for m in TABLE_METRICS}, {},
+    reference = datasets[variants[0]]
+    base_eval, base_fit = fit("none", "none", reference)
+    rows = [AblationRow("none", "none", {m: base_eval.summary[m] for m in STORED_METRICS}, {},
                         base_eval.attention_ratio, base_fit.s_per_epoch, base_fit.best_epoch, len(base_fit.history))]
     history = {"none/none": base_fit.history}
-    for variant in VARIANTS:
-        for integration in INTEGRATIONS:
+    uniform_evals: dict[str, EvalResult] = {}
+    for variant in variants:
+        for integration in integrations:
             evaluation, fitted = fit(variant, integration, datasets[variant])
             vs_none = {m: paired_difference(evaluation, base_eval, m, n_boot, seed).to_dict() for m in TABLE_METRICS}
-            rows.append(AblationRow(variant, integration, {m: evaluation.summary[m] for m in TABLE_METRICS}, vs_none,
+            vs_uniform = {}
+            if variant == "uniform":
+                uniform_evals[integration] = evaluation
+            elif variant == "autoencoder" and integration in uniform_evals:
+                vs_uniform = {m: paired_difference(evaluation, uniform_evals[integration], m, n_boot, seed).to_dict()
+                              for m in TABLE_METRICS}
+            rows.append(AblationRow(variant, integration, {m: evaluation.summary[m] for m in STORED_METRICS}, vs_none,
                                     evaluation.attention_ratio, fitted.s_per_epoch, fitted.best_epoch,
-                                    len(fitted.history)))
+                                    len(fitted.history), vs_uniform))
             history[f"{variant}/{integration}"] = fitted.history
     con.close()
     return AblationResult(
-        dataset=settings.data.dataset if settings.data.dataset != "synthetic"
-        else f"synthetic:{settings.data.synthetic_size}",
-        rows=rows, popularity={m: base_eval.baseline.summary[m] for m in TABLE_METRICS},
-        data_stats=datasets["uniform"].stats(),
+        dataset=_dataset_label(settings),
+        rows=rows, popularity={m: base_eval.baseline.summary[m] for m in STORED_METRICS},
+        data_stats=reference.stats(),
         settings={"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                  "lte": settings.lte.model_dump(mode="json"), "basis": settings.basis.model_dump()},
-        seconds=time.perf_counter() - started, history=history)
+                  "lte": settings.lte.model_dump(mode="json"), "basis": settings.basis.model_dump(),
+                  "variants": list(variants), "integrations": list(integrations)},
+        seconds=time.perf_counter() - started, history=history, autoencoder=autoencoder_facts,
+        lte_coverage={v: 1.0 - d.stats()["test"]["no_lte_fraction"] for v, d in datasets.items()})
 
 
 def _fmt(stat: dict) -> str:
@@ -146,11 +247,34 @@ def markdown_table(result: AblationResult) -> str:
     pop = ["popularity", "—"] + [_fmt(result.popularity[m]) for m in TABLE_METRICS] + ["—"] * 3 + ["—", "—", "—"]
     lines.append("| " + " | ".join(pop) + " |")
     stats = result.data_stats
+    coverage = ", ".join(f"{v} {share:.2f}" for v, share in result.lte_coverage.items())
     lines.append("")
     lines.append(f"Dataset {result.dataset}; split {stats['split']}, max_len {stats['max_len']}, "
                  f"{stats['n_items']} items; test: {stats['test']['examples']} examples of {stats['test']['users']} "
-                 f"users (no-LTE share {stats['test']['no_lte_fraction']:.2f}); relative changes are paired "
+                 f"users; share of test examples with a non-empty LTE: {coverage}; relative changes are paired "
                  f"bootstraps over users vs `none`; total {result.seconds:.0f} s.")
+    if stats["split"] == "leave_one_out":
+        lines += ["", "Leave-one-out, full ranking over all items (one target per user, so Recall@10 = HR@10):", "",
+                  "| LTE | integration | HR@10 [95% CI] | NDCG@10 [95% CI] | MRR [95% CI] |", "|---|---|---|---|---|"]
+        for row in result.rows:
+            lines.append(f"| {row.lte} | {row.integration} | {_fmt(row.metrics['recall@10'])} | "
+                         f"{_fmt(row.metrics['ndcg@10'])} | {_fmt(row.metrics['mrr'])} |")
+        lines.append(f"| popularity | — | {_fmt(result.popularity['recall@10'])} | {_fmt(result.popularity['ndcg@10'])} | "
+                     f"{_fmt(result.popularity['mrr'])} |")
+    ae_rows = [row for row in result.rows if row.vs_uniform]
+    if ae_rows:
+        lines += ["", "Autoencoder vs uniform (same integration; paired bootstrap over users; the paper: +2.1% NDCG@500):",
+                  "", "| integration | " + " | ".join(f"AE vs uniform @{m.split('@')[1]}" for m in TABLE_METRICS) + " |",
+                  "|---|" + "---|" * len(TABLE_METRICS)]
+        for row in ae_rows:
+            lines.append(f"| {row.integration} | " + " | ".join(_rel(row.vs_uniform[m]) for m in TABLE_METRICS) + " |")
+    if result.autoencoder:
+        ae = result.autoencoder
+        lines += ["", f"Autoencoder training (point-in-time, events before {ae['trained_before']}): {ae['examples']} "
+                  f"examples of {ae['users']} users, best epoch {ae['best_epoch']}/{ae['epochs_run']}, held-out "
+                  f"decoder NLL {ae['val_nll']:.3f} vs uniform {ae['val_nll_uniform']:.3f}; "
+                  f"{ae['train_seconds']:.1f} s training ({ae['seconds']:.1f} s with example loading), "
+                  f"{ae.get('backfill_seconds', float('nan')):.1f} s snapshot back-fill."]
     return "\n".join(lines) + "\n"
 
 
@@ -178,8 +302,12 @@ def log_to_mlflow(result: AblationResult, md_path: Path, json_path: Path, settin
                 mlflow.log_metric(f"{key}.{metric.replace('@', '_at_')}", stat["mean"])
             for metric, diff in row.vs_none.items():
                 mlflow.log_metric(f"{key}.rel_{metric.replace('@', '_at_')}", diff["relative"])
+            for metric, diff in row.vs_uniform.items():
+                mlflow.log_metric(f"{key}.rel_uniform_{metric.replace('@', '_at_')}", diff["relative"])
             for epoch_row in result.history.get(f"{row.lte}/{row.integration}", []):
                 mlflow.log_metric(f"{key}.val_ndcg_at_10", epoch_row["val_ndcg@10"], step=epoch_row["epoch"])
+        if result.autoencoder:
+            mlflow.log_metric("autoencoder.train_seconds", result.autoencoder["train_seconds"])
         mlflow.log_artifact(str(md_path))
         mlflow.log_artifact(str(json_path))
         return run.info.run_id

@@ -1,0 +1,75 @@
+"""The ablation with the autoencoder variant, on the tiny synthetic shop (hashing basis, 1 epoch)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def quick(settings):
+    """The conftest settings made smaller still: one epoch, a small bootstrap."""
+    return settings.with_overrides(train={"epochs": 1, "batch_size": 128}, gate={"n_bootstrap": 100},
+                                   data={"dataset": "synthetic", "synthetic_size": "tiny"})
+
+
+def test_autoencoder_rows_and_relative_changes_against_none(quick, tmp_path):
+    from training.ablate import markdown_table, run_ablation, write_outputs
+
+    out = tmp_path / "ablation"
+    result = run_ablation(quick, progress=False, log=lambda message: None,
+                          variants=["autoencoder", "uniform"], integrations=["prefix"], out_dir=out)
+
+    cells = [(row.lte, row.integration) for row in result.rows]
+    assert cells == [("none", "none"), ("uniform", "prefix"), ("autoencoder", "prefix")]  # canonical order
+    base = result.rows[0]
+    assert base.vs_none == {} and base.vs_uniform == {}
+    for row in result.rows[1:]:
+        for metric in ("ndcg@10", "ndcg@100", "ndcg@500"):
+            diff = row.vs_none[metric]
+            # relative change is this row's mean over none's mean, on the same test users
+            assert diff["mean_b"] == pytest.approx(base.metrics[metric]["mean"], rel=1e-9)
+            assert diff["mean_a"] == pytest.approx(row.metrics[metric]["mean"], rel=1e-9)
+            assert diff["relative"] == pytest.approx(diff["mean_a"] / diff["mean_b"] - 1, rel=1e-9)
+            assert diff["relative_lo"] <= diff["relative"] <= diff["relative_hi"]
+    uniform, autoencoder = result.rows[1], result.rows[2]
+    assert uniform.vs_uniform == {}
+    assert autoencoder.vs_uniform["ndcg@500"]["mean_b"] == pytest.approx(uniform.metrics["ndcg@500"]["mean"], rel=1e-9)
+
+    # the encoder was trained point-in-time: only on events before t_val, and saved for the back-fill
+    ae = result.autoencoder
+    assert ae["examples"] > 0 and (out / ae["checkpoint"].split("/")[-1]).is_file()
+    t_val = pd.Timestamp(result.data_stats["cutoffs"]["t_val"])
+    assert abs(pd.Timestamp(ae["trained_before"]) - t_val) <= pd.Timedelta(seconds=1)
+    assert set(result.lte_coverage) == {"uniform", "autoencoder"}
+
+    table = markdown_table(result)
+    assert "| autoencoder | prefix |" in table and "AE vs uniform @500" in table
+    md, js = write_outputs(result, out)
+    saved = json.loads(js.read_text())
+    assert [(r["lte"], r["integration"]) for r in saved["rows"]] == cells
+    assert saved["autoencoder"]["checkpoint"] == ae["checkpoint"]
+
+
+def test_cli_selects_variants_and_rejects_unknown_ones(quick, tmp_path):
+    from typer.testing import CliRunner
+
+    import lte.cli.ablate  # noqa: F401  (registers the command)
+    from lte.cli.app import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["ablate", "--size", "tiny", "--variants", "uniform,bogus", "--json"])
+    assert bad.exit_code != 0 and "bogus" in bad.output
+
+    out = tmp_path / "cli"
+    run = runner.invoke(app, ["ablate", "--dataset", "synthetic", "--size", "tiny", "--epochs", "1",
+                              "--variants", "recency", "--integrations", "late_fusion,prefix",
+                              "--out-dir", str(out), "--json"])
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.output)
+    assert [(r["lte"], r["integration"]) for r in result["rows"]] == [
+        ("none", "none"), ("recency", "prefix"), ("recency", "late_fusion")]
+    assert result["autoencoder"] == {}
+    assert set(result["vs_none_ndcg@100"]) == {"recency/prefix_vs_none_ndcg@100", "recency/late_fusion_vs_none_ndcg@100"}

@@ -92,3 +92,25 @@ def test_landing_sensor_and_ingest_job(tmp_path, monkeypatch):
     assert checks == {"quarantine_rate_ok": False}  # 1 of 3 rows quarantined > 5 %
     again = landing_files(dg.build_sensor_context(resources={"lte": resource}))
     assert isinstance(again, dg.SkipReason)
+
+
+def test_ablation_job_writes_the_table_and_logs_it(tmp_path, monkeypatch):
+    import mlflow
+
+    home = tmp_path / "home"
+    for key, value in {"LTE_HOME": str(home), "LTE_BASIS__ENCODER": "hashing", "LTE_BASIS__HASHING_DIM": "32",
+                       "LTE_MODEL__D_MODEL": "16", "LTE_MODEL__N_LAYERS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    run_config = {"ops": {"ablation_table": {"config": {
+        "dataset": "synthetic", "synthetic_size": "tiny", "epochs": 1,
+        "variants": ["uniform"], "integrations": ["prefix"]}}}}
+    result = defs.resolve_job_def("ablation").execute_in_process(
+        run_config=run_config, resources={"lte": LteResource(home=str(home))})
+    assert result.success
+    table = open(result.output_for_node("ablation_table")).read()
+    assert "uniform | prefix" in table and "none | none" in table
+    from lte.config import load_settings
+
+    mlflow.set_tracking_uri(load_settings().mlflow_tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["lte-ablation"])
+    assert len(runs) == 1 and runs["metrics.uniform.prefix.ndcg_at_10"].iloc[0] >= 0

@@ -292,9 +292,9 @@ def log_to_mlflow(result: AblationResult, md_path: Path, json_path: Path, settin
     """One MLflow run for the whole ablation: per-model final metrics, the table as artifacts."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(f"{settings.registry.experiment}-ablation")
-    with mlflow.start_run(run_name=f"ablation-{result.dataset}") as run:
+    from training.registry import experiment_id
+
+    with mlflow.start_run(experiment_id=experiment_id(settings, "ablation"), run_name=f"ablation-{result.dataset}") as run:
         mlflow.log_params({"dataset": result.dataset, **{f"model.{k}": v for k, v in settings.model.model_dump().items()}})
         for row in result.rows:
             key = f"{row.lte}.{row.integration}"

@@ -554,7 +554,7 @@ def _pip_requirements() -> list[str]:
     ]
 
 
-def _experiment(settings, suffix: str) -> str:
+def experiment_id(settings, suffix: str) -> str:
     """Id of the experiment `<registry.experiment>-<suffix>`, created with the home's artifact location."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     name = f"{settings.registry.experiment}-{suffix}"
@@ -570,7 +570,7 @@ def _experiment(settings, suffix: str) -> str:
 def log_training_run(settings, result, evaluation, tags: dict[str, str]) -> str:
     """One MLflow run per trained SASRec: params, loss and validation NDCG per epoch, test metrics
     with their 95% CIs, the popularity baseline and the checkpoint. Returns the run id."""
-    with mlflow.start_run(experiment_id=_experiment(settings, "training"),
+    with mlflow.start_run(experiment_id=experiment_id(settings, "training"),
                           run_name=f"sasrec-{result.config.integration}") as run:
         mlflow.set_tags({**tags, "integration": result.config.integration, "git_commit": git_commit()})
         mlflow.log_params({f"model.{k}": v for k, v in result.params().items()})
@@ -599,7 +599,7 @@ def log_training_run(settings, result, evaluation, tags: dict[str, str]) -> str:
 def log_autoencoder_run(settings, checkpoint: Path, history, basis_hash: str, config: dict) -> str:
     """Version a trained LTE autoencoder like a model: an MLflow run in `<experiment>-autoencoder`,
     tagged with the basis it was trained for, holding its checkpoint, config and training history."""
-    with mlflow.start_run(experiment_id=_experiment(settings, "autoencoder"), run_name="lte-autoencoder") as run:
+    with mlflow.start_run(experiment_id=experiment_id(settings, "autoencoder"), run_name="lte-autoencoder") as run:
         mlflow.set_tags({"basis_hash": basis_hash, "lte_variant": "autoencoder", "git_commit": git_commit()})
         mlflow.log_params({f"autoencoder.{k}": v for k, v in config.items()})
         for row in history.epochs:

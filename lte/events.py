@@ -37,6 +37,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
+from lte.db import transaction  # noqa: F401  (re-exported: ingest_files uses events.transaction)
+
 MAX_EVENT_TYPE_CHARS = 64
 DEFAULT_EVENT_TYPE = "interaction"
 # Unix seconds above this are far beyond 2100: almost always milliseconds by mistake.
@@ -124,18 +126,6 @@ class EventSchema(pa.DataFrameModel):
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in SCHEMA:
         con.execute(ddl)
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """BEGIN ... COMMIT, ROLLBACK on any exception (including KeyboardInterrupt)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 @contextmanager

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from lte.basis import Basis, BasisMismatchError, compatible
 from lte.config import LteSettings
+from lte.db import transaction
 from lte.embeddings import LteBatch, _registered, compute_lte, from_epoch_us, to_epoch_us
 from lte.storage import ArtifactStore
 
@@ -170,14 +171,8 @@ class FeatureStore:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def _transaction(self, body):
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            result = body()
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        return result
+        with transaction(self.con):
+            return body()
 
     def write_snapshot(self, batch: LteBatch, replace: bool = False) -> int:
         """Append `batch` to the history; returns rows added. Users already stored under the same

@@ -10,20 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_env import QUICK  # the tiny shop and a small model: a fit takes about a second
 
 from training.train import shard_order
-
-# The tiny shop and a small model, as in test_end_to_end's QUICK: a fit takes about a second.
-QUICK = {
-    "LTE_DATA__SYNTHETIC_SIZE": "tiny",
-    "LTE_BASIS__ENCODER": "hashing",
-    "LTE_BASIS__HASHING_DIM": "64",
-    "LTE_MODEL__D_MODEL": "32",
-    "LTE_MODEL__N_LAYERS": "1",
-    "LTE_TRAIN__EPOCHS": "8",
-    "LTE_TRAIN__LR": "0.003",
-    "LTE_GATE__N_BOOTSTRAP": "200",
-}
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 699])

@@ -57,10 +57,9 @@ def lte_autoencoder(context: dg.AssetExecutionContext, lte: LteResource) -> dg.M
     basis = content.current_basis(lte.store())
     with lte.connect() as con:
         # Point-in-time: only events before the validation period (the cut training/data.py uses).
-        from training.data import temporal_cutoffs_us
+        from training.data import temporal_cutoffs
 
-        (last_us,) = con.execute("SELECT epoch_us(max(ts)) FROM events").fetchall()[0]
-        cutoff = pd.Timestamp(temporal_cutoffs_us(last_us, settings)[0], unit="us", tz="UTC")
+        cutoff = temporal_cutoffs(con, settings)[0]
         config = AutoencoderConfig(threads=settings.train.threads)
         examples = load_examples(con, basis, cutoff.to_pydatetime(), settings.lte, config)
     model, history = train_autoencoder(examples, basis, config, seed=settings.train.seed)

@@ -72,7 +72,7 @@ def plan_refresh(lte: LteResource, window_end: datetime | None = None, as_of: st
         moment = moment.tz_convert("UTC").to_pydatetime()
     else:
         with lte.connect(read_only=True) as con:
-            (last,) = con.execute("SELECT max(ts) FROM events").fetchone()
+            (last,) = con.execute("SELECT max(ts) FROM events").fetchall()[0]
         if last is None:
             raise LookupError("the events table is empty: ingest events (materialize `events`) first")
         moment = refresh_as_of(window_end, _live_as_of(last).to_pydatetime())
@@ -169,7 +169,7 @@ def publish_shards(lte: LteResource, plan: dict) -> tuple[LteBatch, bool]:
     with lte.connect() as con:
         store = FeatureStore(con)
         store.ensure_schema()
-        (live_as_of,) = con.execute("SELECT max(as_of) FROM lte_live").fetchone()
+        (live_as_of,) = con.execute("SELECT max(as_of) FROM lte_live").fetchall()[0]
         if live_as_of is not None and pd.Timestamp(live_as_of) > pd.Timestamp(batch.as_of):
             store.write_snapshot(batch)
             return batch, False

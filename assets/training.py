@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from lte import basis as content
 from lte.feature_store import FeatureStore
@@ -68,13 +67,11 @@ def _cutoffs(lte: LteResource, settings) -> dict:
     """The temporal split's cut-offs (as training/data.py computes them), for the drift reference."""
     if settings.train.split != "temporal":
         return {}
-    from training.data import temporal_cutoffs_us
+    from training.data import temporal_cutoffs
 
     with lte.connect() as con:
-        (last_us,) = con.execute("SELECT epoch_us(max(ts)) FROM events").fetchall()[0]
-    t_val, t_test = temporal_cutoffs_us(last_us, settings)
-    return {"t_val": pd.Timestamp(t_val, unit="us", tz="UTC").isoformat(),
-            "t_test": pd.Timestamp(t_test, unit="us", tz="UTC").isoformat()}
+        t_val, t_test = temporal_cutoffs(con, settings)
+    return {"t_val": t_val.isoformat(), "t_test": t_test.isoformat()}
 
 
 def _training_metadata(model: TrainedModel) -> dict:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
-from training.data import SequenceDataset, build_dataset
+from training.data import SequenceDataset, build_dataset, temporal_cutoffs
 from training.evaluate import EvalResult, evaluate_model, paired_difference
 from training.train import train
 
@@ -85,10 +84,9 @@ def load_events_and_items(settings):
 
 
 def training_cutoff(con: duckdb.DuckDBPyConnection, settings) -> datetime:
-    """t_val = last event - test_days - val_days: the autoencoder reads only events before it (as
-    the pipeline's `lte_autoencoder` asset and training/data.py's temporal split do)."""
-    last = con.execute("SELECT max(ts) FROM events").fetchone()[0]
-    return pd.Timestamp(last).to_pydatetime() - timedelta(days=settings.train.test_days + settings.train.val_days)
+    """t_val: the autoencoder reads only events before it (as the pipeline's `lte_autoencoder` asset
+    and training/data.py's temporal split do)."""
+    return temporal_cutoffs(con, settings)[0].to_pydatetime()
 
 
 def train_point_in_time_autoencoder(con, basis, settings, checkpoint: Path, log=print) -> dict:

@@ -53,6 +53,14 @@ def temporal_cutoffs_us(last_event_us: int, settings) -> tuple[int, int]:
     return int(t_test - settings.train.val_days * US_PER_DAY), t_test
 
 
+def temporal_cutoffs(con: duckdb.DuckDBPyConnection, settings) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(t_val, t_test) of the stored events, as UTC timestamps; training reads only ts < t_val."""
+    (last_us,) = con.execute("SELECT epoch_us(max(ts)) FROM events").fetchall()[0]
+    if last_us is None:
+        raise LookupError("the events table is empty: ingest events before training")
+    return tuple(pd.Timestamp(t, unit="us", tz="UTC") for t in temporal_cutoffs_us(int(last_us), settings))
+
+
 def resolve_max_len(settings) -> int:
     """settings.model.max_len, or the dataset default when it is None."""
     return settings.model.max_len or DEFAULT_MAX_LEN[settings.data.dataset]

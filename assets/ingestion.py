@@ -5,7 +5,7 @@ import dagster as dg
 
 from lte import catalog
 from lte import events as event_store
-from lte.datasets import load_dataset
+from lte.datasets import load_catalog, load_dataset
 from orchestration.resources import LteResource
 
 GROUP = "ingestion"
@@ -49,10 +49,8 @@ def events(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Materializ
     description="Item catalog: id, text, attributes. Text comes from content only, never behaviour.",
 )
 def items(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
-    settings = lte.settings()
-    dataset = load_dataset(settings)
     with lte.connect() as con:
-        added = catalog.upsert_items(con, dataset.items)
+        added = catalog.upsert_items(con, load_catalog(lte.settings()))
         frame = catalog.load_items(con)
     return dg.MaterializeResult(
         metadata={

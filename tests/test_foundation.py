@@ -60,6 +60,13 @@ def test_s3_store_roundtrip(s3_bucket, tmp_path):
     assert store.uri("k") == f"s3://{bucket}/prefix/k"
 
 
+def test_catalog_alone_equals_the_generated_catalog():
+    from lte.datasets.synthetic import generate_items
+
+    for size, seed in (("tiny", 3), ("small", 0)):
+        assert generate_items(size, seed=seed).equals(generate(size, seed=seed).items)
+
+
 def test_synthetic_is_deterministic_and_planted():
     a, b = generate("tiny", seed=3), generate("tiny", seed=3)
     assert a.events.equals(b.events) and a.items.equals(b.items)

@@ -28,3 +28,12 @@ def load_dataset(settings: Settings) -> Dataset:
 
     bundle = movielens.load(data.dataset, data.data_dir)
     return Dataset(data.dataset, bundle.events, bundle.items)
+
+
+def load_catalog(settings: Settings) -> pd.DataFrame:
+    """The item catalog of settings.data's dataset; for the synthetic shop, without generating events."""
+    if settings.data.dataset == "synthetic":
+        from lte.datasets.synthetic import generate_items
+
+        return generate_items(settings.data.synthetic_size, seed=settings.data.seed)
+    return load_dataset(settings).items

@@ -146,6 +146,11 @@ def _draw_taste(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarr
     return facets, colors
 
 
+def generate_items(size: str = "demo", seed: int = 0, spec: SyntheticSpec | None = None) -> pd.DataFrame:
+    """The catalog `generate(size, seed)` returns, without simulating any events (items are drawn first)."""
+    return _make_items(spec or SIZES[size], np.random.default_rng(seed))[0]
+
+
 def generate(
     size: str = "demo", seed: int = 0, shift_at: datetime | None = None, spec: SyntheticSpec | None = None
 ) -> SyntheticData:

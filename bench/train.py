@@ -45,7 +45,7 @@ def main() -> None:
         train={"split": "leave_one_out", "epochs": args.epochs, "patience": args.epochs + 1, "batch_size": 128},
     )
     started = time.perf_counter()
-    con, basis, store = _prepare_store(settings)
+    con, basis, store, _, _ = _prepare_store(settings, ("uniform",), settings.home)
     dataset = build_dataset(con, store, basis, settings, variant="uniform")
     prep_s = time.perf_counter() - started
     stats = dataset.stats()

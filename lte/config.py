@@ -22,8 +22,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Integration = Literal["none", "prefix", "late_fusion", "injection"]
-LteVariant = Literal["uniform", "recency", "autoencoder"]
+Integration = Literal["none", "prefix", "late_fusion", "injection", "slsrec"]
+# multi_interest = ENCODE: k cluster centroids of the lagged window (k prefix tokens).
+LteVariant = Literal["uniform", "recency", "autoencoder", "multi_interest"]
 DatasetName = Literal["synthetic", "ml-100k", "ml-latest-small"]
 SyntheticSize = Literal["tiny", "small", "demo", "large"]
 
@@ -74,6 +75,10 @@ class LteSettings(_Section):
     shards: int = Field(default=4, ge=1)  # user-hash shards of the sharded refresh (Dagster partitions)
     refresh_start: str = "2025-01-01"  # first partition of the sharded refresh cadence
     max_empty_share: float = 0.5  # lte_live check: share of users without an LTE above this fails
+    # variant "multi_interest" (ENCODE): spherical k-means of the window's basis vectors into at most
+    # `interests` clusters; a row stores their centroids (largest cluster first), still in basis space.
+    interests: int = Field(default=4, ge=1)
+    interest_iterations: int = Field(default=10, ge=1)
 
 
 class ModelSettings(_Section):
@@ -84,6 +89,14 @@ class ModelSettings(_Section):
     # None = the dataset's default (training/data.py DEFAULT_MAX_LEN: 8 synthetic, 50 MovieLens).
     max_len: int | None = None
     dropout: float = 0.2
+    # DARE: a second item table used only for attention scores (queries/keys), of dimension attn_dim
+    # (None = d_model); the representation table feeds values and the output layer.
+    dare: bool = False
+    attn_dim: int | None = Field(default=None, ge=1)
+    # SLSRec (integration "slsrec"): weight and temperature of the InfoNCE loss that separates the
+    # long-term (LTE) from the short-term (sequence) representation.
+    contrastive_weight: float = Field(default=0.1, ge=0.0)
+    contrastive_temperature: float = Field(default=0.2, gt=0.0)
 
 
 class TrainSettings(_Section):

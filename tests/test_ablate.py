@@ -46,7 +46,7 @@ def test_autoencoder_rows_and_relative_changes_against_none(quick, tmp_path):
     assert set(result.lte_coverage) == {"uniform", "autoencoder"}
 
     table = markdown_table(result)
-    assert "| autoencoder | prefix |" in table and "AE vs uniform @500" in table
+    assert "| autoencoder | prefix | sasrec |" in table and "vs uniform @500" in table
     md, js = write_outputs(result, out)
     saved = json.loads(js.read_text())
     assert [(r["lte"], r["integration"]) for r in saved["rows"]] == cells
@@ -73,3 +73,21 @@ def test_cli_selects_variants_and_rejects_unknown_ones(quick, tmp_path):
         ("none", "none"), ("recency", "prefix"), ("recency", "late_fusion")]
     assert result["autoencoder"] == {}
     assert set(result["vs_none_ndcg@100"]) == {"recency/prefix_vs_none_ndcg@100", "recency/late_fusion_vs_none_ndcg@100"}
+
+
+def test_slsrec_and_dare_rows(quick, tmp_path):
+    from training.ablate import markdown_table, run_ablation
+
+    result = run_ablation(quick, progress=False, log=lambda message: None, variants=["uniform"],
+                          integrations=["slsrec", "prefix"], out_dir=tmp_path, dare_dims=[8])
+    cells = [(row.lte, row.integration, row.model) for row in result.rows]
+    assert cells == [("none", "none", "sasrec"), ("uniform", "prefix", "sasrec"), ("uniform", "slsrec", "sasrec"),
+                     ("none", "none", "dare-8"), ("uniform", "prefix", "dare-8")]
+    slsrec = result.rows[2]
+    assert slsrec.extra["contrastive"] > 0 and 0 < slsrec.extra["long_term_gate"] < 1
+    assert all(row.s_per_epoch > 0 for row in result.rows)
+    assert set(result.history) == {"none/none", "uniform/prefix", "uniform/slsrec", "none/none/dare-8",
+                                   "uniform/prefix/dare-8"}
+    table = markdown_table(result)
+    assert "| none | none | dare-8 |" in table and "SLSRec (uniform/slsrec/sasrec)" in table
+    assert result.settings["dare_dims"] == [8]

@@ -32,8 +32,13 @@ from training.data import SequenceDataset, build_dataset, temporal_cutoffs
 from training.evaluate import EvalResult, evaluate_model, paired_difference
 from training.train import train
 
-INTEGRATIONS = ("prefix", "late_fusion", "injection")
-VARIANTS = ("uniform", "recency", "autoencoder")
+INTEGRATIONS = ("prefix", "late_fusion", "injection", "slsrec")
+VARIANTS = ("uniform", "recency", "autoencoder", "multi_interest")
+# What runs when the caller names none: the paper's table. slsrec and multi_interest (ENCODE) are opt-in.
+DEFAULT_INTEGRATIONS = ("prefix", "late_fusion", "injection")
+DEFAULT_VARIANTS = ("uniform", "recency", "autoencoder")
+# Variants also compared with the uniform LTE of the same integration (same test users).
+VS_UNIFORM = ("autoencoder", "multi_interest")
 TABLE_METRICS = ("ndcg@10", "ndcg@100", "ndcg@500")
 # Stored in the JSON/MLflow too; Recall@10 is HR@10 under leave-one-out (one target per user).
 STORED_METRICS = TABLE_METRICS + ("recall@10", "recall@100", "recall@500", "mrr")
@@ -49,9 +54,11 @@ class AblationRow:
     s_per_epoch: float
     best_epoch: int
     epochs_run: int
-    # autoencoder rows only: metric -> PairedDifference dict vs the uniform row of the same
-    # integration (empty when that row was not trained in this run)
+    # VS_UNIFORM rows only: metric -> PairedDifference dict vs the uniform row of the same
+    # integration and model (empty when that row was not trained in this run)
     vs_uniform: dict = field(default_factory=dict)
+    model: str = "sasrec"  # "sasrec" or "dare-<attn_dim>" (decoupled attention table)
+    extra: dict = field(default_factory=dict)  # slsrec: final contrastive term and long-term gate weight
 
 
 @dataclass
@@ -158,23 +165,30 @@ def _dataset_label(settings) -> str:
     return settings.data.dataset if settings.data.dataset != "synthetic" else f"synthetic:{settings.data.synthetic_size}"
 
 
-def _selection(values, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    chosen = tuple(allowed if values is None else values)
+def _selection(values, allowed: tuple[str, ...], what: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = tuple(default if values is None else values)
     unknown = [v for v in chosen if v not in allowed]
     if unknown or not chosen:
         raise ValueError(f"unknown or empty {what} {unknown or list(chosen)}: choose from {', '.join(allowed)}")
     return tuple(v for v in allowed if v in chosen)  # canonical order, no duplicates
 
 
+def _model_label(attn_dim: int | None) -> str:
+    return "sasrec" if attn_dim is None else f"dare-{attn_dim}"
+
+
 def run_ablation(settings, progress: bool = True, log=print, variants=None, integrations=None,
-                 out_dir: Path | None = None) -> AblationResult:
+                 out_dir: Path | None = None, dare_dims=()) -> AblationResult:
     """Train and evaluate `none` + variants x integrations on settings.data.dataset.
 
-    variants/integrations: subsets of VARIANTS/INTEGRATIONS (None = all). `none` is always trained:
-    every relative change is a paired bootstrap against it. out_dir holds the autoencoder checkpoint
+    variants/integrations: subsets of VARIANTS/INTEGRATIONS (None = DEFAULT_VARIANTS/INTEGRATIONS).
+    `none` is always trained: every relative change is a paired bootstrap against it. dare_dims: for
+    each attention width, two more rows with DARE's decoupled attention table: none/none and the first
+    variant with the first integration (0 = d_model). out_dir holds the autoencoder checkpoint
     (default settings.artifacts_dir / "ablation")."""
-    variants = _selection(variants, VARIANTS, "LTE variants")
-    integrations = _selection(integrations, INTEGRATIONS, "integrations")
+    variants = _selection(variants, VARIANTS, "LTE variants", DEFAULT_VARIANTS)
+    integrations = _selection(integrations, INTEGRATIONS, "integrations", DEFAULT_INTEGRATIONS)
+    dare_dims = [int(d) or settings.model.d_model for d in dare_dims]
     out_dir = Path(out_dir or settings.artifacts_dir / "ablation")
     started = time.perf_counter()
     con, basis, store, per_variant, autoencoder_facts = _prepare_store(settings, variants, out_dir, log=log)
@@ -182,11 +196,15 @@ def run_ablation(settings, progress: bool = True, log=print, variants=None, inte
         v: build_dataset(con, store, basis, settings, variant=v) for v in variants}
     n_boot, seed = settings.gate.n_bootstrap, settings.train.seed
 
-    def fit(lte: str, integration: str, dataset: SequenceDataset) -> tuple[EvalResult, object]:
-        result = train(settings, dataset, integration=integration, progress=progress)
-        evaluation = evaluate_model(result.model, dataset.test, dataset.item_counts, name=f"{lte}/{integration}",
-                                    n_bootstrap=n_boot, seed=seed)
-        log(f"{lte:>11} {integration:<12} NDCG@100 {evaluation.mean('ndcg@100'):.4f}  NDCG@500 "
+    def fit(lte: str, integration: str, dataset: SequenceDataset,
+            attn_dim: int | None = None) -> tuple[EvalResult, object]:
+        model = _model_label(attn_dim)
+        run_settings = settings if attn_dim is None else settings.with_overrides(
+            model={"dare": True, "attn_dim": attn_dim})
+        result = train(run_settings, dataset, integration=integration, progress=progress)
+        evaluation = evaluate_model(result.model, dataset.test, dataset.item_counts,
+                                    name=f"{lte}/{integration}/{model}", n_bootstrap=n_boot, seed=seed)
+        log(f"{lte:>14} {integration:<12} {model:<8} NDCG@100 {evaluation.mean('ndcg@100'):.4f}  NDCG@500 "
             f"{evaluation.mean('ndcg@500'):.4f}  best epoch {result.best_epoch}/{len(result.history)}  "
             f"{result.s_per_epoch:.1f} s/epoch")
         return evaluation, result
@@ -197,21 +215,34 @@ def run_ablation(settings, progress: bool = True, log=print, variants=None, inte
     rows = [AblationRow("none", "none", {m: base_eval.summary[m] for m in STORED_METRICS}, {},
                         base_eval.attention_ratio, base_fit.s_per_epoch, base_fit.best_epoch, len(base_fit.history))]
     history = {"none/none": base_fit.history}
-    uniform_evals: dict[str, EvalResult] = {}
+    uniform_evals: dict[tuple[str, str], EvalResult] = {}
+
+    def add_row(variant: str, integration: str, attn_dim: int | None = None) -> None:
+        dataset = reference if variant == "none" else datasets[variant]
+        evaluation, fitted = fit(variant, integration, dataset, attn_dim)
+        model = _model_label(attn_dim)
+        vs_none = {m: paired_difference(evaluation, base_eval, m, n_boot, seed).to_dict() for m in TABLE_METRICS}
+        vs_uniform = {}
+        if variant == "uniform":
+            uniform_evals[integration, model] = evaluation
+        elif variant in VS_UNIFORM and (integration, model) in uniform_evals:
+            vs_uniform = {m: paired_difference(evaluation, uniform_evals[integration, model], m, n_boot, seed).to_dict()
+                          for m in TABLE_METRICS}
+        extra = {}
+        if integration == "slsrec":
+            extra = {"contrastive": fitted.history[-1]["contrastive"],
+                     "long_term_gate": _mean_long_term_gate(fitted.model, dataset.test)}
+        rows.append(AblationRow(variant, integration, {m: evaluation.summary[m] for m in STORED_METRICS}, vs_none,
+                                evaluation.attention_ratio, fitted.s_per_epoch, fitted.best_epoch,
+                                len(fitted.history), vs_uniform, model, extra))
+        history[f"{variant}/{integration}" + ("" if attn_dim is None else f"/{model}")] = fitted.history
+
     for variant in variants:
         for integration in integrations:
-            evaluation, fitted = fit(variant, integration, datasets[variant])
-            vs_none = {m: paired_difference(evaluation, base_eval, m, n_boot, seed).to_dict() for m in TABLE_METRICS}
-            vs_uniform = {}
-            if variant == "uniform":
-                uniform_evals[integration] = evaluation
-            elif variant == "autoencoder" and integration in uniform_evals:
-                vs_uniform = {m: paired_difference(evaluation, uniform_evals[integration], m, n_boot, seed).to_dict()
-                              for m in TABLE_METRICS}
-            rows.append(AblationRow(variant, integration, {m: evaluation.summary[m] for m in STORED_METRICS}, vs_none,
-                                    evaluation.attention_ratio, fitted.s_per_epoch, fitted.best_epoch,
-                                    len(fitted.history), vs_uniform))
-            history[f"{variant}/{integration}"] = fitted.history
+            add_row(variant, integration)
+    for attn_dim in dare_dims:
+        add_row("none", "none", attn_dim)
+        add_row(variants[0], integrations[0], attn_dim)
     con.close()
     return AblationResult(
         dataset=_dataset_label(settings),
@@ -219,9 +250,19 @@ def run_ablation(settings, progress: bool = True, log=print, variants=None, inte
         data_stats=reference.stats(),
         settings={"model": settings.model.model_dump(), "train": settings.train.model_dump(),
                   "lte": settings.lte.model_dump(mode="json"), "basis": settings.basis.model_dump(),
-                  "variants": list(variants), "integrations": list(integrations)},
+                  "variants": list(variants), "integrations": list(integrations), "dare_dims": dare_dims},
         seconds=time.perf_counter() - started, history=history, autoencoder=autoencoder_facts,
         lte_coverage={v: 1.0 - d.stats()["test"]["no_lte_fraction"] for v, d in datasets.items()})
+
+
+def _mean_long_term_gate(model, part, max_examples: int = 2000) -> float:
+    """slsrec: mean weight the fusion gate gives the long-term representation (users with an LTE)."""
+    n = min(len(part), max_examples)
+    has_lte = part.lte_mask[:n].reshape(n, -1).any(1)
+    if not has_lte.any():
+        return float("nan")
+    gate = model.long_term_gate(part.items[:n][has_lte], part.lte[:n][has_lte], part.lte_mask[:n][has_lte])
+    return float(gate.mean())
 
 
 def _fmt(stat: dict) -> str:
@@ -233,16 +274,16 @@ def _rel(diff: dict) -> str:
 
 
 def markdown_table(result: AblationResult) -> str:
-    header = ["LTE", "integration"] + [f"NDCG@{m.split('@')[1]} [95% CI]" for m in TABLE_METRICS] + \
+    header = ["LTE", "integration", "model"] + [f"NDCG@{m.split('@')[1]} [95% CI]" for m in TABLE_METRICS] + \
              [f"vs none @{m.split('@')[1]}" for m in TABLE_METRICS] + ["attn ratio", "s/epoch", "best/run epochs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         rel = [_rel(row.vs_none[m]) if row.vs_none else "—" for m in TABLE_METRICS]
         ratio = f"{row.attention_ratio:.2f}" if row.attention_ratio is not None else "—"
-        cells = [row.lte, row.integration] + [_fmt(row.metrics[m]) for m in TABLE_METRICS] + rel + \
+        cells = [row.lte, row.integration, row.model] + [_fmt(row.metrics[m]) for m in TABLE_METRICS] + rel + \
                 [ratio, f"{row.s_per_epoch:.1f}", f"{row.best_epoch}/{row.epochs_run}"]
         lines.append("| " + " | ".join(cells) + " |")
-    pop = ["popularity", "—"] + [_fmt(result.popularity[m]) for m in TABLE_METRICS] + ["—"] * 3 + ["—", "—", "—"]
+    pop = ["popularity", "—", "—"] + [_fmt(result.popularity[m]) for m in TABLE_METRICS] + ["—"] * 3 + ["—", "—", "—"]
     lines.append("| " + " | ".join(pop) + " |")
     stats = result.data_stats
     coverage = ", ".join(f"{v} {share:.2f}" for v, share in result.lte_coverage.items())
@@ -253,19 +294,27 @@ def markdown_table(result: AblationResult) -> str:
                  f"bootstraps over users vs `none`; total {result.seconds:.0f} s.")
     if stats["split"] == "leave_one_out":
         lines += ["", "Leave-one-out, full ranking over all items (one target per user, so Recall@10 = HR@10):", "",
-                  "| LTE | integration | HR@10 [95% CI] | NDCG@10 [95% CI] | MRR [95% CI] |", "|---|---|---|---|---|"]
+                  "| LTE | integration | model | HR@10 [95% CI] | NDCG@10 [95% CI] | MRR [95% CI] |",
+                  "|---|---|---|---|---|---|"]
         for row in result.rows:
-            lines.append(f"| {row.lte} | {row.integration} | {_fmt(row.metrics['recall@10'])} | "
+            lines.append(f"| {row.lte} | {row.integration} | {row.model} | {_fmt(row.metrics['recall@10'])} | "
                          f"{_fmt(row.metrics['ndcg@10'])} | {_fmt(row.metrics['mrr'])} |")
-        lines.append(f"| popularity | — | {_fmt(result.popularity['recall@10'])} | {_fmt(result.popularity['ndcg@10'])} | "
+        lines.append(f"| popularity | — | — | {_fmt(result.popularity['recall@10'])} | {_fmt(result.popularity['ndcg@10'])} | "
                      f"{_fmt(result.popularity['mrr'])} |")
-    ae_rows = [row for row in result.rows if row.vs_uniform]
-    if ae_rows:
-        lines += ["", "Autoencoder vs uniform (same integration; paired bootstrap over users; the paper: +2.1% NDCG@500):",
-                  "", "| integration | " + " | ".join(f"AE vs uniform @{m.split('@')[1]}" for m in TABLE_METRICS) + " |",
-                  "|---|" + "---|" * len(TABLE_METRICS)]
-        for row in ae_rows:
-            lines.append(f"| {row.integration} | " + " | ".join(_rel(row.vs_uniform[m]) for m in TABLE_METRICS) + " |")
+    vs_uniform_rows = [row for row in result.rows if row.vs_uniform]
+    if vs_uniform_rows:
+        lines += ["", "Variants vs the uniform LTE (same integration and model; paired bootstrap over users; the paper's "
+                  "autoencoder: +2.1% NDCG@500):", "",
+                  "| LTE | integration | model | " + " | ".join(f"vs uniform @{m.split('@')[1]}" for m in TABLE_METRICS)
+                  + " |", "|---|---|---|" + "---|" * len(TABLE_METRICS)]
+        for row in vs_uniform_rows:
+            lines.append(f"| {row.lte} | {row.integration} | {row.model} | "
+                         + " | ".join(_rel(row.vs_uniform[m]) for m in TABLE_METRICS) + " |")
+    for row in result.rows:
+        if row.extra:
+            lines += ["", f"SLSRec ({row.lte}/{row.integration}/{row.model}): final InfoNCE term "
+                      f"{row.extra['contrastive']:.3f}; the fusion gate gives the long-term representation "
+                      f"{row.extra['long_term_gate']:.2f} of the weight at the ranking position (users with an LTE)."]
     if result.autoencoder:
         ae = result.autoencoder
         lines += ["", f"Autoencoder training (point-in-time, events before {ae['trained_before']}): {ae['examples']} "
@@ -295,14 +344,15 @@ def log_to_mlflow(result: AblationResult, md_path: Path, json_path: Path, settin
     with mlflow.start_run(experiment_id=experiment_id(settings, "ablation"), run_name=f"ablation-{result.dataset}") as run:
         mlflow.log_params({"dataset": result.dataset, **{f"model.{k}": v for k, v in settings.model.model_dump().items()}})
         for row in result.rows:
-            key = f"{row.lte}.{row.integration}"
+            key = f"{row.lte}.{row.integration}" + ("" if row.model == "sasrec" else f".{row.model}")
             for metric, stat in row.metrics.items():
                 mlflow.log_metric(f"{key}.{metric.replace('@', '_at_')}", stat["mean"])
             for metric, diff in row.vs_none.items():
                 mlflow.log_metric(f"{key}.rel_{metric.replace('@', '_at_')}", diff["relative"])
             for metric, diff in row.vs_uniform.items():
                 mlflow.log_metric(f"{key}.rel_uniform_{metric.replace('@', '_at_')}", diff["relative"])
-            for epoch_row in result.history.get(f"{row.lte}/{row.integration}", []):
+            history_key = f"{row.lte}/{row.integration}" + ("" if row.model == "sasrec" else f"/{row.model}")
+            for epoch_row in result.history.get(history_key, []):
                 mlflow.log_metric(f"{key}.val_ndcg_at_10", epoch_row["val_ndcg@10"], step=epoch_row["epoch"])
         if result.autoencoder:
             mlflow.log_metric("autoencoder.train_seconds", result.autoencoder["train_seconds"])
@@ -312,8 +362,6 @@ def log_to_mlflow(result: AblationResult, md_path: Path, json_path: Path, settin
 
 
 def uplift(result: AblationResult, lte: str = "uniform", integration: str = "prefix",
-           metric: str = "ndcg@100") -> dict:
-    row = next(r for r in result.rows if r.lte == lte and r.integration == integration)
+           metric: str = "ndcg@100", model: str = "sasrec") -> dict:
+    row = next(r for r in result.rows if (r.lte, r.integration, r.model) == (lte, integration, model))
     return row.vs_none[metric]
-
-

@@ -11,6 +11,19 @@ integrations follow "Long-Term Embeddings for Balanced Personalization" (Dzhoha 
                  Every item position may attend to it (causal mask allows it); it carries no loss.
 - `late_fusion`: LTE projected and added to the final hidden state, just before scoring.
 - `injection`:   LTE projected and added to every item input embedding.
+- `slsrec`:      SLSRec-style disentanglement (../shared/papers/003): the LTE is the long-term
+                 representation, the transformer over the recent items the short-term one; an
+                 attention gate mixes them per position before scoring, and an InfoNCE loss (in-batch
+                 negatives) ties each to its own proxy and away from the other (`contrastive_terms`).
+
+An LTE is one vector per user (B, lte_dim) or, for the multi-interest variant (ENCODE, paper 002),
+k cluster vectors (B, k, lte_dim) with a (B, k) mask: `prefix` then places k tokens (largest cluster
+first, each with a slot embedding); the other integrations use the masked mean of the k projections.
+
+DARE (paper 001, `dare=True`): a second item table (ID embedding + its own content projection, of
+size `attn_dim`) feeds only the attention scores (queries and keys) of every layer; the usual table
+feeds only values and the tied output layer. Attention then depends on which items (and positions)
+are in the sequence, never on the representation stream, and can be narrower than d_model.
 
 Item index = basis row + 1; index 0 is padding, so the vocabulary is the frozen content basis.
 Sequences are left-padded: the last real item is always at index T-1 and has the same position id.
@@ -26,26 +39,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-INTEGRATIONS = ("none", "prefix", "late_fusion", "injection")
+INTEGRATIONS = ("none", "prefix", "late_fusion", "injection", "slsrec")
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, attn_dim: int | None = None):
+        """attn_dim None: queries, keys and values from x. Else (DARE) queries and keys come from a
+        separate attention stream of width attn_dim, values from x."""
         super().__init__()
         assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attn_dim = attn_dim
+        if attn_dim is None:
+            self.qkv = nn.Linear(d_model, 3 * d_model)
+        else:
+            assert attn_dim % n_heads == 0, "attn_dim must be divisible by n_heads"
+            self.qk = nn.Linear(attn_dim, 2 * attn_dim)
+            self.v = nn.Linear(d_model, d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.n_heads = n_heads
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False):
-        """x (B, T, C); allowed (B, 1, T, T) bool, True where query i may attend to key j."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, a: torch.Tensor | None = None,
+                need_weights: bool = False):
+        """x (B, T, C); allowed (B, 1, T, T) bool, True where query i may attend to key j;
+        a (B, T, attn_dim): the attention stream (DARE only)."""
         B, T, C = x.size()  # batch size, sequence length, d_model
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        if self.attn_dim is None:
+            q, k, v = self.qkv(x).split(C, dim=2)
+        else:
+            q, k = self.qk(a).split(self.attn_dim, dim=2)
+            v = self.v(x)
+        q = q.view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, nh, T, hs); hs = attn_dim / nh under DARE
+        k = k.view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, C / nh)
         weights = None
         if need_weights:
             # Explicit path only for the attention diagnostic; same maths as the fused kernel.
@@ -75,16 +102,19 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, attn_dim: int | None = None):
         super().__init__()
         self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.ln_a = nn.LayerNorm(attn_dim) if attn_dim is not None else None
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout, attn_dim)
         self.ln_2 = nn.LayerNorm(d_model)
         self.mlp = FeedForward(d_model, dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, need_weights: bool = False):
-        a, weights = self.attn(self.ln_1(x), allowed, need_weights)
-        x = x + a
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, a: torch.Tensor | None = None,
+                need_weights: bool = False):
+        a = self.ln_a(a) if self.ln_a is not None else None
+        y, weights = self.attn(self.ln_1(x), allowed, a, need_weights)
+        x = x + y
         return x + self.mlp(self.ln_2(x)), weights
 
 
@@ -102,9 +132,25 @@ class LteProjection(nn.Module):
         self.no_lte = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, lte: torch.Tensor, lte_mask: torch.Tensor) -> torch.Tensor:
-        """lte (B, lte_dim) float, lte_mask (B,) bool (True = the user has a non-empty LTE) -> (B, d_model)."""
+        """lte (..., lte_dim) float, lte_mask (...) bool (True = a non-empty LTE) -> (..., d_model)."""
         projected = self.net(lte)
-        return torch.where(lte_mask[:, None], projected, self.no_lte.expand_as(projected))
+        return torch.where(lte_mask[..., None], projected, self.no_lte.expand_as(projected))
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, k, C) tokens, (B, k) mask -> (B, C) mean of the unmasked tokens; token 0 where none is."""
+    weights = mask.float()
+    weights[:, 0] = torch.where(mask.any(1), weights[:, 0], 1.0)
+    return (tokens * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, hard_negative: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """InfoNCE of (B, C) anchors: the own positive against every other row's positive (in-batch
+    negatives) and the own hard negative; cosine similarity / temperature."""
+    a, p, n = (F.normalize(t, dim=-1) for t in (anchor, positive, hard_negative))
+    logits = torch.cat([a @ p.T, (a * n).sum(-1, keepdim=True)], dim=1) / temperature  # (B, B + 1)
+    return F.cross_entropy(logits, torch.arange(a.size(0), device=a.device))
 
 
 @dataclass(frozen=True)
@@ -121,10 +167,24 @@ class SASRecConfig:
     # (its basis row). It puts items and LTEs (averages of the same content vectors) in one space,
     # so the model can read "which items does this LTE point at" without relearning it per item id.
     content_items: bool = True
+    lte_tokens: int = 1  # k: vectors per LTE (the multi-interest variant stores k cluster centroids)
+    dare: bool = False  # decoupled attention item table (see the module docstring)
+    attn_dim: int | None = None  # width of the DARE attention table; None = d_model
+    contrastive_weight: float = 0.1  # slsrec: weight of the InfoNCE term in the loss
+    contrastive_temperature: float = 0.2
 
     def __post_init__(self):
         if self.integration not in INTEGRATIONS:
             raise ValueError(f"integration must be one of {INTEGRATIONS}, got {self.integration!r}")
+        if self.attn_dim is not None and not self.dare:
+            raise ValueError("attn_dim sets the width of the DARE attention table: set dare=True as well")
+        if self.integration == "slsrec" and not self.content_items:
+            raise ValueError("integration 'slsrec' needs content_items: its long-term proxy is the LTE in item space")
+
+    @property
+    def attention_width(self) -> int | None:
+        """Width of the DARE attention stream; None without DARE."""
+        return (self.attn_dim or self.d_model) if self.dare else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,12 +209,25 @@ class SASRec(nn.Module):
             self.content_proj = nn.Linear(config.lte_dim, d, bias=False)
         self.pos_emb = nn.Embedding(config.max_len, d)
         self.emb_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(d, config.n_heads, config.dropout) for _ in range(config.n_layers))
+        da = config.attention_width
+        self.blocks = nn.ModuleList(Block(d, config.n_heads, config.dropout, da) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(d)
         if config.integration != "none":
             self.lte_proj = LteProjection(config.lte_dim, d)
         if config.integration == "prefix":
-            self.prefix_type = nn.Parameter(torch.zeros(d))  # marks token 0 as "not an item"
+            self.prefix_type = nn.Parameter(torch.zeros(d))  # marks the prefix tokens as "not an item"
+            if config.lte_tokens > 1:
+                self.prefix_slot = nn.Parameter(torch.zeros(config.lte_tokens, d))  # cluster rank 0..k-1
+        if config.integration == "slsrec":
+            # Attention gate: scores each candidate (long-term, short-term) against the short-term state.
+            self.fusion = nn.Sequential(nn.Linear(3 * d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))
+        if da is not None:  # DARE: the attention table and everything else of the attention stream
+            self.attn_item_emb = nn.Embedding(config.n_items + 1, da, padding_idx=0)
+            if config.content_items:
+                self.attn_content_proj = nn.Linear(config.lte_dim, da, bias=False)
+            self.attn_pos_emb = nn.Embedding(config.max_len, da)
+            if config.integration in ("prefix", "injection"):
+                self.attn_lte_proj = LteProjection(config.lte_dim, da)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -176,46 +249,99 @@ class SASRec(nn.Module):
             return self.item_emb.weight + self.content_proj(self.item_content)
         return self.item_emb.weight
 
-    def forward(self, items: torch.Tensor, lte: torch.Tensor | None = None, lte_mask: torch.Tensor | None = None,
-                need_weights: bool = False):
-        """Hidden states at the item positions.
+    def attention_table(self) -> torch.Tensor:
+        """DARE: (n_items + 1, attn_dim) item vectors used only for queries and keys."""
+        if self.config.content_items:
+            return self.attn_item_emb.weight + self.attn_content_proj(self.item_content)
+        return self.attn_item_emb.weight
 
-        items (B, L) int64, left-padded with 0; lte (B, lte_dim) float32; lte_mask (B,) bool.
-        Returns (hidden (B, L, d_model), attention) where attention is a list of (B, nh, T, T) per layer
-        when need_weights (T = L + 1 for `prefix`, key/query 0 being the LTE token), else None.
-        """
+    def _lte_tokens(self, proj: LteProjection, lte: torch.Tensor, lte_mask: torch.Tensor):
+        """(B, k, width) projected LTE tokens (the "no LTE" vector where masked) and the (B, k) mask."""
+        if lte.dim() == 2:  # one vector per user
+            lte, lte_mask = lte[:, None], lte_mask[:, None]
+        if lte.size(1) != self.config.lte_tokens:
+            raise ValueError(f"the model reads {self.config.lte_tokens} LTE vector(s) per user, got {lte.size(1)}: "
+                             "train it on the LTE variant it is served with")
+        return proj(lte, lte_mask), lte_mask
+
+    def _encode(self, items: torch.Tensor, lte: torch.Tensor | None, lte_mask: torch.Tensor | None,
+                need_weights: bool = False):
+        """(hidden (B, L, C), attention per layer or None, aux) where aux holds what the slsrec loss reads."""
         B, L = items.size()
-        integration = self.config.integration
-        if L > self.config.max_len:
-            raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
-        positions = torch.arange(self.config.max_len - L, self.config.max_len, device=items.device)
+        config = self.config
+        integration = config.integration
+        if L > config.max_len:
+            raise ValueError(f"sequence length {L} exceeds max_len {config.max_len}")
+        positions = torch.arange(config.max_len - L, config.max_len, device=items.device)
         x = F.embedding(items, self.item_table()) + self.pos_emb(positions)  # (B, L, C)
+        dare = config.dare
+        a = F.embedding(items, self.attention_table()) + self.attn_pos_emb(positions) if dare else None
         valid = items > 0  # (B, L)
+        aux = {}
         if integration != "none":
             if lte is None or lte_mask is None:
                 raise ValueError(f"integration {integration!r} needs lte and lte_mask")
-            anchor = self.lte_proj(lte, lte_mask)  # (B, C)
+            tokens, token_mask = self._lte_tokens(self.lte_proj, lte, lte_mask)  # (B, k, C), (B, k)
+            anchor = masked_mean(tokens, token_mask)  # (B, C): one vector for the non-prefix integrations
+            if dare and integration in ("prefix", "injection"):
+                attn_tokens, _ = self._lte_tokens(self.attn_lte_proj, lte, lte_mask)
             if integration == "injection":
                 x = x + anchor[:, None, :]
+                if dare:
+                    a = a + masked_mean(attn_tokens, token_mask)[:, None, :]
             elif integration == "prefix":
-                x = torch.cat([(anchor + self.prefix_type)[:, None, :], x], dim=1)  # (B, L+1, C)
-                valid = torch.cat([valid.new_ones(B, 1), valid], dim=1)
+                k = tokens.size(1)
+                prefix = tokens + self.prefix_type + (self.prefix_slot if k > 1 else 0.0)
+                x = torch.cat([prefix, x], dim=1)  # (B, k + L, C)
+                if dare:
+                    a = torch.cat([attn_tokens, a], dim=1)
+                # empty clusters are hidden, except token 0 (the "no LTE" token when all are empty)
+                shown = token_mask.clone()
+                shown[:, 0] = True
+                valid = torch.cat([shown, valid], dim=1)
+            elif integration == "slsrec":
+                aux["long"] = anchor
         x = self.emb_dropout(x)
+        if dare:
+            a = self.emb_dropout(a)
         T = x.size(1)
         causal = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()
         # A query sees earlier real tokens and always itself, so padded rows never become all -inf.
         allowed = (causal & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=items.device)))[:, None]
         attention = [] if need_weights else None
         for block in self.blocks:
-            x, weights = block(x, allowed, need_weights)
+            x, weights = block(x, allowed, a, need_weights)
             if need_weights:
                 attention.append(weights)
         x = self.ln_f(x)
         if integration == "prefix":
-            x = x[:, 1:]  # the prefix position predicts nothing
+            x = x[:, T - L:]  # the prefix positions predict nothing
         elif integration == "late_fusion":
             x = x + anchor[:, None, :]
-        return x, attention
+        elif integration == "slsrec":
+            x = self._fuse(aux["long"], x, aux)
+        return x, attention, aux
+
+    def _fuse(self, long: torch.Tensor, short: torch.Tensor, aux: dict) -> torch.Tensor:
+        """Attention gate of SLSRec: per position, softmax over {long-term, short-term} of a score of
+        each candidate against the short-term state; returns the weighted sum (B, L, C)."""
+        long = long[:, None, :].expand_as(short)
+        candidates = torch.stack([long, short], dim=2)  # (B, L, 2, C)
+        query = short[:, :, None, :].expand_as(candidates)
+        gate = self.fusion(torch.cat([candidates, query, candidates * query], dim=-1)).softmax(dim=2)  # (B, L, 2, 1)
+        aux["short"], aux["gate_long"] = short, gate[:, :, 0, 0]
+        return (gate * candidates).sum(2)
+
+    def forward(self, items: torch.Tensor, lte: torch.Tensor | None = None, lte_mask: torch.Tensor | None = None,
+                need_weights: bool = False):
+        """Hidden states at the item positions.
+
+        items (B, L) int64, left-padded with 0; lte (B, lte_dim) or (B, k, lte_dim) float32; lte_mask
+        (B,) or (B, k) bool. Returns (hidden (B, L, d_model), attention) where attention is a list of
+        (B, nh, T, T) per layer when need_weights (T = L + k for `prefix`, the LTE tokens first), else None.
+        """
+        hidden, attention, _ = self._encode(items, lte, lte_mask, need_weights)
+        return hidden, attention
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied output layer: (..., C) -> (..., n_items + 1); padding index 0 can never be ranked."""
@@ -223,16 +349,49 @@ class SASRec(nn.Module):
         scores[..., 0] = float("-inf")
         return scores
 
-    def loss(self, items: torch.Tensor, targets: torch.Tensor, lte: torch.Tensor | None = None,
-             lte_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean full-softmax cross-entropy of next-item prediction over every non-padded position.
+    def contrastive_terms(self, items: torch.Tensor, lte: torch.Tensor, lte_mask: torch.Tensor,
+                          aux: dict) -> torch.Tensor:
+        """SLSRec's self-supervised term at each sequence's last position, users with an LTE only.
 
-        targets (B, L): targets[b, t] is the item that followed items[b, :t+1]; 0 = no target.
-        """
-        hidden, _ = self(items, lte, lte_mask)
+        Proxies in item space: long-term = the content part of the LTE's item representation
+        (content_proj of the basis average, exactly the mean content part of the window's items);
+        short-term = the mean representation of the input items. The long-term representation must
+        pick its own long proxy out of the batch's and over its own short proxy; the short-term
+        representation the reverse (InfoNCE, in-batch negatives)."""
+        if lte.dim() == 2:
+            lte, lte_mask = lte[:, None], lte_mask[:, None]
+        has_lte = lte_mask.any(1)
+        if int(has_lte.sum()) < 2:
+            return aux["short"].new_zeros(())
+        weights = lte_mask.float()[..., None]
+        long_proxy = self.content_proj((lte * weights).sum(1) / weights.sum(1).clamp(min=1.0))  # (B, C)
+        valid = (items > 0).float()[..., None]
+        short_proxy = (F.embedding(items, self.item_table()) * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+        long, short = aux["long"][has_lte], aux["short"][has_lte, -1]
+        long_proxy, short_proxy = long_proxy[has_lte], short_proxy[has_lte]
+        tau = self.config.contrastive_temperature
+        return 0.5 * (info_nce(long, long_proxy, short_proxy, tau) + info_nce(short, short_proxy, long_proxy, tau))
+
+    def loss_terms(self, items: torch.Tensor, targets: torch.Tensor, lte: torch.Tensor | None = None,
+                   lte_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """{"next_item": mean full-softmax cross-entropy over every non-padded position, and for
+        slsrec "contrastive"}. targets (B, L): targets[b, t] follows items[b, :t+1]; 0 = no target."""
+        hidden, _, aux = self._encode(items, lte, lte_mask)
         keep = targets > 0
         # Logits only where there is a target: padded positions would cost a full (V,) row each.
-        return F.cross_entropy(self.logits(hidden[keep]), targets[keep])
+        terms = {"next_item": F.cross_entropy(self.logits(hidden[keep]), targets[keep])}
+        if self.config.integration == "slsrec":
+            terms["contrastive"] = self.contrastive_terms(items, lte, lte_mask, aux)
+        return terms
+
+    def loss(self, items: torch.Tensor, targets: torch.Tensor, lte: torch.Tensor | None = None,
+             lte_mask: torch.Tensor | None = None, terms_out: dict | None = None) -> torch.Tensor:
+        """The training objective: next-item cross-entropy (+ contrastive_weight x InfoNCE for slsrec).
+        terms_out, if given, receives the detached terms (for logging)."""
+        terms = self.loss_terms(items, targets, lte, lte_mask)
+        if terms_out is not None:
+            terms_out.update({name: float(value.detach()) for name, value in terms.items()})
+        return terms["next_item"] + self.config.contrastive_weight * terms.get("contrastive", 0.0)
 
     @torch.no_grad()
     def score_all(self, items: torch.Tensor, lte: torch.Tensor | None = None,
@@ -244,6 +403,12 @@ class SASRec(nn.Module):
     @torch.no_grad()
     def attention(self, items: torch.Tensor, lte: torch.Tensor | None = None,
                   lte_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Attention weights per layer, each (B, nh, T, T); T = L + 1 with the prefix at index 0."""
+        """Attention weights per layer, each (B, nh, T, T); T = L + k with the prefix tokens first."""
         _, attention = self(items, lte, lte_mask, need_weights=True)
         return attention
+
+    @torch.no_grad()
+    def long_term_gate(self, items: torch.Tensor, lte: torch.Tensor, lte_mask: torch.Tensor) -> torch.Tensor:
+        """slsrec: (B,) weight the fusion gate gives the long-term representation at the last position."""
+        _, _, aux = self._encode(items, lte, lte_mask)
+        return aux["gate_long"][:, -1]

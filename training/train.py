@@ -107,15 +107,17 @@ class _TrainingLoss(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, items, targets, lte, lte_mask) -> torch.Tensor:
-        return self.model.loss(items, targets, lte, lte_mask)
+    def forward(self, items, targets, lte, lte_mask, terms_out=None) -> torch.Tensor:
+        return self.model.loss(items, targets, lte, lte_mask, terms_out)
 
 
 def model_config(settings, dataset: SequenceDataset, integration: str | None = None) -> SASRecConfig:
     m = settings.model
     return SASRecConfig(n_items=dataset.n_items, lte_dim=dataset.lte_dim, d_model=m.d_model, n_layers=m.n_layers,
                         n_heads=m.n_heads, max_len=dataset.max_len, dropout=m.dropout,
-                        integration=integration or m.integration)
+                        integration=integration or m.integration, lte_tokens=getattr(dataset, "lte_tokens", 1),
+                        dare=m.dare, attn_dim=m.attn_dim, contrastive_weight=m.contrastive_weight,
+                        contrastive_temperature=m.contrastive_temperature)
 
 
 def save_checkpoint(model: SASRec, path: Path) -> Path:
@@ -202,11 +204,14 @@ def train(settings, dataset: SequenceDataset, integration: str | None = None,
         batches = range(0, len(order), batch_size)
         bar = tqdm(batches, desc=f"{config.integration} epoch {epoch}", disable=not (progress and ddp.is_main),
                    leave=False, mininterval=1.0)
-        loss_sum, n_targets = 0.0, 0
+        loss_sum, n_targets, contrastive_sum, n_batches = 0.0, 0, 0.0, 0
         for start in bar:
             idx = order[start:start + batch_size]
             targets = part.targets[idx]
-            loss = step_loss(part.items[idx], targets, part.lte[idx], part.lte_mask[idx])
+            terms: dict = {}
+            loss = step_loss(part.items[idx], targets, part.lte[idx], part.lte_mask[idx], terms)
+            contrastive_sum += terms.get("contrastive", 0.0)
+            n_batches += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -225,6 +230,8 @@ def train(settings, dataset: SequenceDataset, integration: str | None = None,
         history.append({"epoch": epoch, "loss": loss_sum / max(n_targets, 1), "val_ndcg@10": score,
                         "seconds": time.perf_counter() - epoch_start,
                         "samples_per_s": n_targets / train_seconds})
+        if config.integration == "slsrec":  # mean InfoNCE per batch (this rank); "loss" includes weight x it
+            history[-1]["contrastive"] = contrastive_sum / max(n_batches, 1)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())

@@ -136,3 +136,19 @@ def test_ablation_table_on_the_tiny_shop(settings, tmp_path):
     table = (out / "ablation-synthetic-tiny.md").read_text()
     assert "uniform | prefix" in table and "autoencoder | injection" in table
     assert "uniform | prefix" in table
+
+
+def test_related_methods_are_settings_of_the_same_pipeline_call(pipeline, settings, tmp_path):
+    """DARE and SLSRec selected by settings alone go through fit_and_evaluate and a checkpoint round trip."""
+    con, store, basis = pipeline
+    chosen = settings.with_overrides(model={"integration": "slsrec", "dare": True, "attn_dim": 8,
+                                            "contrastive_weight": 0.3}, train={"epochs": 2})
+    result, evaluation = fit_and_evaluate(con, store, basis, chosen, checkpoint_path=tmp_path / "m.pt", progress=False)
+    config = result.config
+    assert (config.integration, config.dare, config.attn_dim, config.contrastive_weight) == ("slsrec", True, 8, 0.3)
+    assert all(row["contrastive"] > 0 for row in result.history)
+    assert evaluation.summary["ndcg@100"]["mean"] > 0
+    loaded = load_checkpoint(tmp_path / "m.pt", expect=config)
+    ds = build_dataset(con, store, basis, chosen)
+    sample = ds.test.items[:8], ds.test.lte[:8], ds.test.lte_mask[:8]
+    assert torch.equal(loaded.score_all(*sample), result.model.score_all(*sample))

@@ -14,8 +14,10 @@ Semantics (../shared/DESIGN.md, "Time, lag and leakage"):
   repeated in the window once (at its latest timestamp). Items missing from the basis are ignored
   and counted in `LteBatch.n_unknown_items`.
 - Variants: `uniform` = mean of the basis rows; `recency` = weighted mean with weight
-  0.5 ** (age / recency_half_life_days), age measured back from the user's window end.
-  `normalize` then L2-normalises every non-zero row.
+  0.5 ** (age / recency_half_life_days), age measured back from the user's window end;
+  `multi_interest` = k interest centroids (lte/multi_interest.py): a row is k vectors of the
+  basis dimension, flattened (`LteBatch.tokens` = k; single-vector variants have tokens = 1).
+  `normalize` then L2-normalises every non-zero vector (each centroid on its own).
 - Determinism: summation runs in the canonical order (user, basis row, ts). Same-timestamp ties
   (ts, item_id, event_id) cannot change a result: two events of one user with equal ts and item
   contribute bit-identical terms (same row, same weight), so their mutual order is irrelevant and
@@ -51,10 +53,12 @@ class LteBatch:
 
     Rows are aligned: user_ids[i] has vectors[i] and n_events[i]. `window_start`/`window_end` are
     the window bounds in "days" mode and None in "history_fraction" mode (bounds differ per user).
+    A multi-token variant (multi_interest) stores `tokens` vectors per user, flattened in one row:
+    vectors (n, tokens * basis dim); `token_vectors()` gives them as (n, tokens, basis dim).
     """
 
     user_ids: np.ndarray  # (n,) int64
-    vectors: np.ndarray  # (n, dim) float32; zero row where n_events == 0
+    vectors: np.ndarray  # (n, tokens * dim) float32; zero row where n_events == 0
     n_events: np.ndarray  # (n,) int32: events that contributed (after filters, dedupe, known items)
     as_of: datetime | None
     window_start: datetime | None
@@ -62,13 +66,19 @@ class LteBatch:
     basis_hash: str | None
     variant: str | None
     n_unknown_items: int = 0  # window events ignored because their item is not in the basis
+    tokens: int = 1  # vectors per user in a row (k for multi_interest)
 
     def __len__(self) -> int:
         return int(self.user_ids.shape[0])
 
     @property
     def dim(self) -> int:
+        """Width of a stored row: tokens * basis dimension."""
         return int(self.vectors.shape[1])
+
+    def token_vectors(self) -> np.ndarray:
+        """(n, tokens, dim) view of the rows (tokens = 1 for single-vector variants)."""
+        return split_tokens(self.vectors, self.tokens)
 
     @property
     def empty_share(self) -> float:
@@ -77,7 +87,8 @@ class LteBatch:
 
     def summary(self) -> dict:
         """Small, JSON-able description (for CLI output and asset metadata)."""
-        norms = np.linalg.norm(self.vectors, axis=1) if len(self) else np.zeros(0)
+        # Norm of the first vector: the LTE itself, or the largest interest of a multi-interest LTE.
+        norms = np.linalg.norm(self.token_vectors()[:, 0], axis=1) if len(self) else np.zeros(0)
         nonempty = self.n_events > 0
         return {
             "as_of": self.as_of,
@@ -85,6 +96,7 @@ class LteBatch:
             "window_end": self.window_end,
             "basis_hash": self.basis_hash,
             "variant": self.variant,
+            "tokens": self.tokens,
             "users": len(self),
             "empty_users": int((~nonempty).sum()),
             "empty_share": self.empty_share,
@@ -99,9 +111,10 @@ def concat_batches(batches: Sequence[LteBatch]) -> LteBatch:
     if not batches:
         raise ValueError("concat_batches needs at least one batch")
     first = batches[0]
-    key = (first.as_of, first.basis_hash, first.variant, first.window_start, first.window_end)
+    key = (first.as_of, first.basis_hash, first.variant, first.window_start, first.window_end, first.tokens)
     for batch in batches[1:]:
-        other = (batch.as_of, batch.basis_hash, batch.variant, batch.window_start, batch.window_end)
+        other = (batch.as_of, batch.basis_hash, batch.variant, batch.window_start, batch.window_end,
+                 batch.tokens)
         if other != key:
             raise ValueError(f"cannot concatenate LTE batches of different snapshots: {key} vs {other}")
     user_ids = np.concatenate([b.user_ids for b in batches])
@@ -141,10 +154,13 @@ VariantFn = Callable[[WindowedEvents, "BasisLike", LteSettings], np.ndarray]
 
 @dataclass(frozen=True)
 class Variant:
-    """How windowed events become vectors: fn(events, basis, settings) -> (n_users, dim) float32."""
+    """How windowed events become vectors: fn(events, basis, settings) -> (n_users, tokens * dim)
+    float32. `tokens` = None: one vector per user; otherwise tokens(settings) vectors per user
+    (a multi-token variant such as multi_interest), flattened in the row."""
 
     fn: VariantFn
     needs_time: bool
+    tokens: Callable[[LteSettings], int] | None = None
 
 
 def weighted_mean(events: WindowedEvents, basis_vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -214,9 +230,47 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def register_variant(name: str, fn: VariantFn, needs_time: bool) -> None:
-    """Add a variant (e.g. "autoencoder") usable as lte_settings.variant."""
-    VARIANTS[name] = Variant(fn, needs_time)
+def register_variant(name: str, fn: VariantFn, needs_time: bool,
+                     tokens: Callable[[LteSettings], int] | None = None) -> None:
+    """Add a variant usable as lte_settings.variant; `tokens(settings)` = vectors per user for a
+    multi-token variant (None = one)."""
+    VARIANTS[name] = Variant(fn, needs_time, tokens)
+
+
+def _variant(name: str) -> Variant:
+    variant = VARIANTS.get(name)
+    if variant is None:
+        raise ValueError(
+            f"unknown LTE variant {name!r}; available: {sorted(VARIANTS)} "
+            "(others must be added with lte.embeddings.register_variant)"
+        )
+    return variant
+
+
+def is_multi_token(variant: str | None) -> bool:
+    """True for a variant that stores several vectors per user (multi_interest)."""
+    return variant is not None and variant in VARIANTS and VARIANTS[variant].tokens is not None
+
+
+def lte_tokens(lte_settings: LteSettings) -> int:
+    """Vectors per user that lte_settings.variant produces (1 for single-vector variants)."""
+    variant = _variant(lte_settings.variant)
+    return 1 if variant.tokens is None else int(variant.tokens(lte_settings))
+
+
+def split_tokens(vectors: np.ndarray, tokens: int) -> np.ndarray:
+    """(n, tokens * dim) rows -> (n, tokens, dim)."""
+    vectors = np.asarray(vectors)
+    if tokens < 1 or vectors.ndim != 2 or vectors.shape[1] % tokens:
+        raise ValueError(f"cannot split LTE rows of shape {vectors.shape} into {tokens} vectors each")
+    return vectors.reshape(vectors.shape[0], tokens, vectors.shape[1] // tokens)
+
+
+def nonempty_tokens(token_vectors: np.ndarray, n_events: np.ndarray) -> np.ndarray:
+    """(n, tokens) bool: True where the user has window events and that vector is non-zero (an
+    empty interest slot of a multi-interest LTE is the zero vector)."""
+    n_events = np.asarray(n_events)
+    return (n_events > 0)[:, None] & np.any(np.asarray(token_vectors) != 0, axis=-1)
 
 
 # --------------------------------------------------------------------------- windows
@@ -414,12 +468,8 @@ def compute_lte(
     removed). shard=(i, n): only users with hash(user_id) % n == i; the union over i of the shard
     results equals the unsharded result row for row, bit for bit. Rows are sorted by user id."""
     as_of = _utc(as_of, "as_of")
-    variant = VARIANTS.get(lte_settings.variant)
-    if variant is None:
-        raise ValueError(
-            f"unknown LTE variant {lte_settings.variant!r}; available: {sorted(VARIANTS)} "
-            "(others must be added with lte.embeddings.register_variant)"
-        )
+    variant = _variant(lte_settings.variant)
+    tokens = lte_tokens(lte_settings)
     as_of_us = to_epoch_us(as_of)
     user_ids, first_us = _users_before(con, as_of_us, users, shard)
     lo_us, hi_us = window_bounds_us(np.full(user_ids.size, as_of_us), first_us, lte_settings)
@@ -433,14 +483,16 @@ def compute_lte(
         user_row, basis_row = user_row[known], basis_row[known]
         ts_us = ts_us[known] if ts_us is not None else None
     events = _windowed_events(user_ids.size, user_row, basis_row, ts_us, hi_us)
-    vectors = np.asarray(variant.fn(events, basis, lte_settings), dtype=np.float32)
-    if vectors.shape != (user_ids.size, basis.vectors.shape[1]):
-        raise ValueError(f"variant {lte_settings.variant!r} returned {vectors.shape}, "
-                         f"expected {(user_ids.size, basis.vectors.shape[1])}")
-    if lte_settings.normalize:
-        norms = np.linalg.norm(vectors, axis=1)
+    vectors = np.ascontiguousarray(variant.fn(events, basis, lte_settings), dtype=np.float32)
+    expected = (user_ids.size, tokens * basis.vectors.shape[1])
+    if vectors.shape != expected:
+        raise ValueError(f"variant {lte_settings.variant!r} returned {vectors.shape}, expected {expected}"
+                         + (f" ({tokens} vectors per user)" if tokens > 1 else ""))
+    if lte_settings.normalize:  # each vector on its own (every centroid of a multi-interest row)
+        flat = vectors.reshape(-1, basis.vectors.shape[1])
+        norms = np.linalg.norm(flat, axis=1)
         nonzero = norms > 0
-        vectors[nonzero] /= norms[nonzero, None]
+        flat[nonzero] /= norms[nonzero, None]
     window_start = window_end = None
     if lte_settings.window_unit == "days":
         window_end = as_of - timedelta(microseconds=_days_us(lte_settings.lag_days, "lag_days"))
@@ -455,6 +507,7 @@ def compute_lte(
         basis_hash=basis.hash,
         variant=lte_settings.variant,
         n_unknown_items=n_unknown,
+        tokens=tokens,
     )
 
 
@@ -480,3 +533,7 @@ def window_event_counts(
         con, user_ids, lo_us, hi_us, lte_settings, None, with_time=False, per_user_bounds=True
     )
     return np.bincount(user_row, minlength=user_ids.size).astype(np.int64)
+
+
+# Registers "multi_interest" (after everything above exists: lte.multi_interest imports from here).
+import lte.multi_interest  # noqa: E402, F401

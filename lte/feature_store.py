@@ -9,6 +9,11 @@ Tables (DuckDB, docs/architecture.md):
 - `lte_live`: the rows serving reads, all from one snapshot (same as_of, basis, variant) plus
   `published_at`. `publish_live` writes the snapshot and swaps live in ONE DuckDB transaction: a
   crash (even kill -9) leaves either the old live set or the new one, never a mix.
+- `lte_layouts(as_of, basis_hash, variant, tokens)`: vectors per user in each snapshot's rows (1 for
+  single-vector variants; k for multi_interest, whose `vector` holds k centroids flattened, k * dim
+  floats). Written with the snapshot in the same transaction; a snapshot without a layout row (written
+  before this table existed) has tokens = 1. All snapshots of one (variant, basis) keep one layout:
+  a write with another k is refused, because rows are keyed by variant, not by k.
 
 Reads:
 - `as_of(user_ids, times, ...)`: for each (user, time), the latest snapshot row of that user with
@@ -63,6 +68,13 @@ SCHEMA = [
     )""",
 ]
 COLUMNS = "user_id, as_of, basis_hash, variant, window_start, window_end, n_events, vector, written_at"
+# Created by the first write (not by ensure_schema), so reading an older store read-only still works.
+LAYOUT_SCHEMA = """CREATE TABLE IF NOT EXISTS lte_layouts (
+    as_of TIMESTAMPTZ NOT NULL,
+    basis_hash VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    tokens INTEGER NOT NULL
+)"""
 
 BasisRef = Basis | str
 
@@ -71,10 +83,11 @@ BasisRef = Basis | str
 class AsOfResult:
     """Row i answers (user_ids[i], times[i]); snapshot_as_of[i] is None where no snapshot existed."""
 
-    vectors: np.ndarray  # (n, dim) float32, zero rows where missing
+    vectors: np.ndarray  # (n, tokens * dim) float32, zero rows where missing
     n_events: np.ndarray  # (n,) int32, 0 where missing
     snapshot_as_of: list[datetime | None]
     basis_hashes: list[str | None]
+    tokens: int = 1  # vectors per user in a row (k for multi_interest)
 
 
 def _hash_of(basis: BasisRef) -> str:
@@ -105,7 +118,8 @@ def _vectors_from_arrow(column: pa.ChunkedArray, n: int, dim: int) -> np.ndarray
     valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     values = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     if values.size != int(valid.sum()) * dim:
-        raise ValueError(f"stored LTE vectors do not all have dimension {dim}")
+        raise ValueError(f"stored LTE vectors do not all have {dim} floats (tokens * basis dimension); "
+                         "were snapshots of this variant written with different lte.interests?")
     out[valid] = values.reshape(-1, dim)
     return out
 
@@ -146,6 +160,7 @@ class FeatureStore:
         if batch.as_of is None or batch.basis_hash is None or batch.variant is None:
             raise ValueError("an LTE batch needs as_of, basis_hash and variant to be stored")
         key = {"as_of": _as_utc(batch.as_of), "basis": batch.basis_hash, "variant": batch.variant}
+        self._record_layout(batch, key)
         with _registered(self.con, _batch_table(batch)) as incoming:
             if replace:
                 self.con.execute(
@@ -166,6 +181,41 @@ class FeatureStore:
                 {**key, "window_start": batch.window_start, "window_end": batch.window_end},
             )
             return self._count("lte_snapshots") - before
+
+    def _record_layout(self, batch: LteBatch, key: dict) -> None:
+        """Store the snapshot's tokens per row; refuse a k other than earlier snapshots' (call inside
+        the write transaction)."""
+        tokens = int(batch.tokens)
+        if tokens < 1 or batch.vectors.shape[1] % tokens:
+            raise ValueError(f"an LTE batch with rows of {batch.vectors.shape[1]} floats cannot hold {tokens} "
+                             "vectors per user")
+        self.con.execute(LAYOUT_SCHEMA)
+        recorded = sorted(r[0] for r in self.con.execute(
+            "SELECT DISTINCT tokens FROM lte_layouts WHERE basis_hash = $basis AND variant = $variant",
+            {"basis": key["basis"], "variant": key["variant"]}).fetchall())
+        if recorded and recorded != [tokens]:
+            raise ValueError(
+                f"snapshots of variant {batch.variant!r} on basis {batch.basis_hash[:12]} hold {recorded} "
+                f"vectors per user, this batch {tokens}: the store keys rows by variant, not by k. Keep "
+                "lte.interests at the stored value, or write the new k into a fresh LTE home"
+            )
+        self.con.execute(
+            """INSERT INTO lte_layouts SELECT $as_of, $basis, $variant, $tokens
+               WHERE NOT EXISTS (SELECT 1 FROM lte_layouts
+                                 WHERE as_of = $as_of AND basis_hash = $basis AND variant = $variant)""",
+            {**key, "tokens": tokens},
+        )
+
+    def _has_layouts(self) -> bool:
+        return bool(self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'lte_layouts'").fetchall()[0][0])
+
+    def _tokens(self, where: str, params: dict) -> list[int]:
+        """Distinct recorded tokens of the snapshots matching `where` (over lte_layouts)."""
+        if not self._has_layouts():
+            return []
+        return sorted(r[0] for r in self.con.execute(
+            f"SELECT DISTINCT tokens FROM lte_layouts WHERE {where}", params).fetchall())
 
     def _count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
@@ -261,6 +311,8 @@ class FeatureStore:
         as_of_us, basis_hash, variant = keys.pop()
         first_len = len(result["vector"][0])
         ws, we = result["ws_us"][0].as_py(), result["we_us"][0].as_py()
+        recorded = self._tokens("epoch_us(as_of) = $as_of_us AND basis_hash = $basis AND variant = $variant",
+                                {"as_of_us": as_of_us, "basis": basis_hash, "variant": variant})
         return LteBatch(
             user_ids=result["user_id"].to_numpy().astype(np.int64),
             vectors=_vectors_from_arrow(result["vector"], n, first_len),
@@ -270,6 +322,7 @@ class FeatureStore:
             window_end=None if we is None else from_epoch_us(we),
             basis_hash=basis_hash,
             variant=variant,
+            tokens=recorded[0] if recorded else 1,
         )
 
     def live(self, users: Sequence[int] | np.ndarray | None = None, basis: BasisRef | None = None) -> LteBatch:
@@ -290,7 +343,7 @@ class FeatureStore:
         vectors[found] = batch.vectors[pos[found]]
         n_events[found] = batch.n_events[pos[found]]
         return LteBatch(wanted, vectors, n_events, batch.as_of, batch.window_start, batch.window_end,
-                        batch.basis_hash, batch.variant)
+                        batch.basis_hash, batch.variant, tokens=batch.tokens)
 
     def snapshot_times_available(self, variant: str | None = None, basis: BasisRef | None = None) -> list[datetime]:
         """Distinct snapshot as_of times (ascending), optionally for one variant / exact basis."""
@@ -378,18 +431,27 @@ class FeatureStore:
                     ORDER BY q.q""",
                 params={"variant": variant, "usable": usable, "model": model_hash},
             ).to_arrow_table()
-        dim = self._stored_dim(variant, usable, basis)
+        recorded = self._tokens("variant = $variant AND list_contains($usable, basis_hash)",
+                                {"variant": variant, "usable": usable})
+        if len(recorded) > 1:
+            raise ValueError(f"snapshots of variant {variant!r} on the usable bases hold {recorded} vectors per "
+                             "user; a model reads one k: rebuild them with one lte.interests")
+        tokens = recorded[0] if recorded else 1
+        width = self._stored_width(variant, usable, basis, tokens)
         as_of_us = result["as_of_us"].to_pylist()
         return AsOfResult(
-            vectors=_vectors_from_arrow(result["vector"], user_ids.size, dim),
+            vectors=_vectors_from_arrow(result["vector"], user_ids.size, width),
             n_events=result["n_events"].fill_null(0).to_numpy().astype(np.int32),
             snapshot_as_of=[None if v is None else from_epoch_us(v) for v in as_of_us],
             basis_hashes=result["basis_hash"].to_pylist(),
+            tokens=tokens,
         )
 
-    def _stored_dim(self, variant: str, usable: list[str], basis: BasisRef) -> int:
+    def _stored_width(self, variant: str, usable: list[str], basis: BasisRef, tokens: int) -> int:
+        """Floats per stored row: tokens * basis dim (checked against every row read), or the stored
+        length when only the basis hash is known."""
         if isinstance(basis, Basis):
-            return basis.dim
+            return tokens * basis.dim
         rows = self.con.execute(
             "SELECT len(vector) FROM lte_snapshots WHERE variant = ? AND list_contains(?, basis_hash) LIMIT 1",
             [variant, usable],

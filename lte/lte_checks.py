@@ -4,7 +4,10 @@ Used by the `lte_live_sane` and `lte_live_sharded_sane` asset checks, which both
 table serving reads. A set passes when:
 - every value is finite (no NaN/inf);
 - every non-empty LTE has a norm in (0, 1 + 1e-3]: a (weighted) mean of unit-norm basis rows, or an
-  L2-normalised vector, can never leave the unit ball, and a zero row with n_events > 0 is a bug;
+  L2-normalised vector, can never leave the unit ball, and a zero row with n_events > 0 is a bug.
+  A multi-interest LTE (`batch.tokens` = k centroids per row) is judged per centroid: each is a mean
+  of unit rows, so each norm is <= 1 + 1e-3; the first (largest cluster) must be non-zero, later
+  ones may be zero (empty interest slots);
 - the share of users with an empty LTE (n_events == 0) is at most `max_empty_share`;
 - its basis_hash is the current basis's (None = no current basis = fails).
 An empty set (no users at all) counts as fully empty: empty_share 1.0.
@@ -51,8 +54,8 @@ def lte_sanity(batch: LteBatch, current_basis_hash: str | None, max_empty_share:
     """Judge one LTE set (see the module docstring for the rules)."""
     finite = bool(np.isfinite(batch.vectors).all())
     empty_share = float((batch.n_events == 0).mean()) if len(batch.n_events) else 1.0
-    norms = np.linalg.norm(batch.vectors[batch.n_events > 0], axis=1)
-    norms_ok = bool(len(norms) == 0 or (norms.max() <= 1.0 + NORM_TOLERANCE and norms.min() > 0))
+    norms = np.linalg.norm(batch.token_vectors()[batch.n_events > 0], axis=2)  # (non-empty users, tokens)
+    norms_ok = bool(len(norms) == 0 or (norms.max() <= 1.0 + NORM_TOLERANCE and norms[:, 0].min() > 0))
     basis_ok = current_basis_hash is not None and batch.basis_hash == current_basis_hash
     return LteSanity(finite, norms_ok, empty_share, float(max_empty_share), basis_ok)
 
@@ -75,9 +78,10 @@ def n_events_histogram_markdown(n_events: np.ndarray) -> str:
 
 
 def lte_set_figures(batch: LteBatch) -> dict:
-    """Users, empty share, mean norm of non-empty LTEs, and the n_events histogram (markdown)."""
+    """Users, empty share, mean norm of non-empty LTEs (of the largest interest for a multi-interest
+    LTE), and the n_events histogram (markdown)."""
     nonempty = batch.n_events > 0
-    norms = np.linalg.norm(batch.vectors[nonempty], axis=1)
+    norms = np.linalg.norm(batch.token_vectors()[nonempty, 0], axis=1)
     return {
         "users": len(batch),
         "users_without_lte": int((~nonempty).sum()),

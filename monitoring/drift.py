@@ -17,6 +17,11 @@ What is compared, and why:
 - Users with an empty LTE (n_events == 0, a zero vector by contract) are excluded from all of the
   above, because a block of identical zero vectors would dominate any distance between
   distributions; their share on each side is reported instead (`empty_share_reference/current`).
+- A multi-interest LTE (`batch.tokens` = k > 1: k centroids per row, flattened) is compared through
+  one vector per user: the unweighted mean of the user's non-empty centroids. It stays in the basis
+  space with the basis dimension (so the same method and calibration apply, and it is comparable
+  whatever k each side used), and a shift in any of the user's interests moves it, not only in the
+  largest one (which comparing the first centroid alone would miss).
 
 The two sides are sampled to at most `max_rows` non-empty rows each with a seeded generator, so a
 report costs the same for 2k or 1M users (MMD builds a (2n)^2 kernel matrix: 2000 rows -> 128 MB).
@@ -58,8 +63,23 @@ SUMMARY_STATTEST, SUMMARY_STATTEST_THRESHOLD = "wasserstein", 0.1
 
 
 class LteLike(Protocol):
-    vectors: np.ndarray  # (n, dim) float32; zero rows where n_events == 0
+    vectors: np.ndarray  # (n, dim) float32 (or (n, tokens * dim), see `tokens`); zero rows where n_events == 0
     n_events: np.ndarray  # (n,) int
+    # optional `tokens: int`: vectors per row (k centroids of a multi-interest LTE); absent = 1
+
+
+def user_vectors(batch: LteLike) -> np.ndarray:
+    """(n, dim): the LTE of each user; for a multi-interest LTE (batch.tokens = k > 1) the mean of the
+    user's non-empty centroids (zero for a user without any)."""
+    vectors = np.asarray(batch.vectors)
+    tokens = int(getattr(batch, "tokens", 1))
+    if tokens == 1:
+        return vectors
+    if vectors.ndim != 2 or vectors.shape[1] % tokens:
+        raise ValueError(f"rows of shape {vectors.shape} cannot hold {tokens} vectors each")
+    centroids = vectors.reshape(len(vectors), tokens, -1)
+    present = np.any(centroids != 0, axis=2).sum(axis=1, keepdims=True)
+    return (centroids.sum(axis=1) / np.maximum(present, 1)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -252,8 +272,8 @@ def drift_report(
     """
     started = time.perf_counter()
     s = drift_settings
-    ref_vectors = np.asarray(reference.vectors)
-    cur_vectors = np.asarray(current.vectors)
+    ref_vectors = user_vectors(reference)
+    cur_vectors = user_vectors(current)
     if ref_vectors.ndim != 2 or cur_vectors.ndim != 2 or ref_vectors.shape[1] != cur_vectors.shape[1]:
         raise ValueError(
             f"reference and current LTEs must have the same dimension, got {ref_vectors.shape} and "

@@ -24,6 +24,11 @@ as_of <= that time, whose window ends at as_of - lag. So neither the input seque
 of the example can be inside the LTE window: the LTE and the short-term sequence never share a
 temporal horizon (the paper's lagged window). Users with no snapshot or an empty window get
 lte_mask = False (the model's learned "no LTE" token) and a zero vector.
+
+Multi-interest LTE (variant `multi_interest`, k = the stored snapshots' k): `lte` is (N, k, dim), one
+row per interest centroid (largest cluster first), and `lte_mask` (N, k) is True for each non-empty
+interest; an example without any LTE has an all-False row. Other variants keep (N, dim) and (N,).
+`SequenceDataset.lte_tokens` is k (1 for single-vector variants).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import torch
+
+from lte.embeddings import is_multi_token, nonempty_tokens, split_tokens
 
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -72,7 +79,8 @@ class SequencePart:
 
     targets: (N, L) for the training part (targets[n, t] follows items[n, :t+1]; 0 = none),
     (N,) for validation/test parts (the item that followed the whole sequence).
-    lte (N, lte_dim) float32, lte_mask (N,) bool, user_ids (N,) int64, input_start_us (N,) int64
+    lte (N, lte_dim) float32 and lte_mask (N,) bool, or (N, k, lte_dim) and (N, k) for a multi-interest
+    LTE (mask False = empty interest slot), user_ids (N,) int64, input_start_us (N,) int64
     (time of the first input item, the LTE read time), target_us (N,) int64 (eval parts only, else empty).
     """
 
@@ -103,15 +111,22 @@ class SequenceDataset:
     cutoffs: dict  # t_val / t_test (ISO strings) for `temporal`; empty for leave_one_out
     item_content: np.ndarray  # (n_items, lte_dim) float32 basis vectors in row order (the model's item features)
 
+    @property
+    def lte_tokens(self) -> int:
+        """LTE vectors per example: k for a multi-interest LTE ((N, k, dim) tensors), else 1."""
+        return int(self.train.lte.shape[1]) if self.train.lte.ndim == 3 else 1
+
     def stats(self) -> dict:
         def part(p: SequencePart) -> dict:
             n = len(p)
+            has_lte = p.lte_mask.any(dim=1) if p.lte_mask.ndim == 2 else p.lte_mask  # any non-empty interest
             return {"examples": n, "users": int(np.unique(p.user_ids.numpy()).size),
                     "targets": int((p.targets > 0).sum()),
-                    "no_lte_fraction": float((~p.lte_mask).float().mean()) if n else 0.0}
+                    "no_lte_fraction": float((~has_lte).float().mean()) if n else 0.0}
 
         return {"split": self.split, "max_len": self.max_len, "n_items": self.n_items, "variant": self.variant,
-                "cutoffs": self.cutoffs, "train": part(self.train), "val": part(self.val), "test": part(self.test)}
+                "lte_tokens": self.lte_tokens, "cutoffs": self.cutoffs,
+                "train": part(self.train), "val": part(self.val), "test": part(self.test)}
 
 
 def load_event_arrays(con: duckdb.DuckDBPyConnection, basis) -> dict[str, np.ndarray]:
@@ -170,15 +185,28 @@ def _eval_examples(user, token, t_us, target_index: np.ndarray, max_len: int):
     return items, token[target_index], user[target_index], t_us[first_input], t_us[target_index]
 
 
-def _read_lte(feature_store, basis, variant: str | None, user_ids: np.ndarray, times_us: np.ndarray):
-    """Point-in-time LTE for each (user, time); zeros and mask False when variant is None."""
+def _read_lte(feature_store, basis, variant: str | None, user_ids: np.ndarray, times_us: np.ndarray,
+              tokens_if_none_stored: int = 1):
+    """Point-in-time LTE for each (user, time); zeros and mask False when variant is None.
+
+    Single-vector variants: (n, dim) and (n,). Multi-token variants (multi_interest): (n, k, dim) and
+    (n, k), with k the stored snapshots' (`tokens_if_none_stored` when the variant has none yet)."""
     n = len(user_ids)
+    multi = is_multi_token(variant)
     if variant is None or n == 0:
-        return np.zeros((n, basis.dim), dtype=np.float32), np.zeros(n, dtype=bool)
+        shape = (n, tokens_if_none_stored, basis.dim) if multi else (n, basis.dim)
+        return np.zeros(shape, dtype=np.float32), np.zeros(shape[:-1], dtype=bool)
     result = feature_store.as_of(user_ids, np.asarray(times_us, dtype=np.int64), variant, basis)
-    vectors = np.asarray(result.vectors, dtype=np.float32)
     n_events = np.asarray(result.n_events)
-    return np.where((n_events > 0)[:, None], vectors, 0.0).astype(np.float32), n_events > 0
+    vectors = np.where((n_events > 0)[:, None], np.asarray(result.vectors, dtype=np.float32), 0.0)
+    if not multi:
+        return vectors.astype(np.float32), n_events > 0
+    # Rows are k * dim wide once the variant has any usable snapshot, matched or not.
+    stored = any(t is not None for t in result.snapshot_as_of) or bool(feature_store.snapshot_times_available(variant))
+    if not stored:
+        return np.zeros((n, tokens_if_none_stored, basis.dim), np.float32), np.zeros((n, tokens_if_none_stored), bool)
+    vectors = split_tokens(vectors.astype(np.float32), vectors.shape[1] // basis.dim)
+    return vectors, nonempty_tokens(vectors, n_events)
 
 
 def build_dataset(con: duckdb.DuckDBPyConnection, feature_store, basis, settings,
@@ -220,12 +248,13 @@ def build_dataset(con: duckdb.DuckDBPyConnection, feature_store, basis, settings
 
     tr_items, tr_targets, tr_users, tr_first = _train_chunks(user[is_train], token[is_train], t_us[is_train], max_len)
     parts = {}
-    lte, mask = _read_lte(feature_store, basis, variant, tr_users, tr_first)
+    k = settings.lte.interests  # the k of a multi-interest LTE when none is stored yet
+    lte, mask = _read_lte(feature_store, basis, variant, tr_users, tr_first, k)
     parts["train"] = SequencePart(torch.from_numpy(tr_items), torch.from_numpy(tr_targets), torch.from_numpy(lte),
                                   torch.from_numpy(mask), torch.from_numpy(tr_users), tr_first)
     for name, index in (("val", val_index), ("test", test_index)):
         items, targets, users, first_us, target_us = _eval_examples(user, token, t_us, index, max_len)
-        lte, mask = _read_lte(feature_store, basis, variant, users, first_us)
+        lte, mask = _read_lte(feature_store, basis, variant, users, first_us, k)
         parts[name] = SequencePart(torch.from_numpy(items), torch.from_numpy(targets), torch.from_numpy(lte),
                                    torch.from_numpy(mask), torch.from_numpy(users), first_us, target_us)
     item_counts = np.bincount(tr_targets[tr_targets > 0], minlength=len(basis.item_ids) + 1)

@@ -3,7 +3,9 @@
 A request for user u with model version v (found by alias):
 1. The live LTE row of u (`lte_live`) and its basis hash. The LTE must be on v's basis or an
    extension of it with the same encoder (lte.basis.require_compatible); otherwise the request is
-   refused with both hashes, and the versions that would fit are named.
+   refused with both hashes, and the versions that would fit are named. A model trained on a
+   multi-interest LTE (config.lte_tokens = k > 1) reads the row as k centroids, (B, k, dim) with a
+   (B, k) mask of non-empty interests, exactly as in training (training/data.py).
 2. u's last `max_len` events on items in v's basis, ordered by (ts, item_id, event_id) as in
    training; items newer than v's basis cannot be scored and are skipped.
 3. Scores over every basis item (index 0 = padding never ranks); the k best with their text.
@@ -139,8 +141,8 @@ class Recommender:
         live = live_lte(con, user_ids)
         for serving_hash in live.basis_hashes:
             self.check_basis(serving_hash)
-        lte = live.matrix(self.bundle.config.lte_dim)
-        top_ids, scores = self.ranker.rank(histories, lte, live.n_events > 0, k)
+        lte, lte_mask = live.model_inputs(self.bundle.config.lte_dim, getattr(self.bundle.config, "lte_tokens", 1))
+        top_ids, scores = self.ranker.rank(histories, lte, lte_mask, k)
         texts = item_texts(con, np.unique(top_ids))
         out = []
         for row, user in enumerate(user_ids):
@@ -188,13 +190,36 @@ class LiveLte:
         """Distinct basis hashes among the rows found (one when lte_live holds one snapshot)."""
         return sorted({h for h in self.row_hashes if h is not None})
 
-    def matrix(self, dim: int) -> np.ndarray:
-        """(n, dim) float32; zero rows for users without a live row. Call after the basis check."""
-        out = np.zeros((len(self.vectors), dim), dtype=np.float32)
+    def matrix(self, dim: int, tokens: int = 1) -> np.ndarray:
+        """(n, dim) float32, or (n, tokens, dim) for tokens > 1 (a multi-interest LTE: k centroids per
+        row); zeros for users without a live row. Call after the basis check."""
+        out = np.zeros((len(self.vectors), tokens * dim), dtype=np.float32)
         for i, vector in enumerate(self.vectors):
-            if vector is not None:
-                out[i] = vector  # a wrong dim fails loudly here (numpy broadcast error)
-        return out
+            if vector is None:
+                continue
+            if vector.shape != (tokens * dim,):
+                raise ValueError(
+                    f"the live LTE row has {vector.size} floats, the model reads {tokens} vector(s) of {dim}: "
+                    "publish LTEs of the variant and lte.interests this version was trained on, or serve "
+                    "a version trained on the live LTEs"
+                )
+            out[i] = vector
+        if tokens == 1:
+            return out
+        # Imported only for multi-interest models: lte.embeddings pulls in DuckDB and SciPy.
+        from lte.embeddings import split_tokens
+
+        return split_tokens(out, tokens)
+
+    def model_inputs(self, dim: int, tokens: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(lte, lte_mask) as the model was trained on: (n, dim) and (n,) = has an LTE, or for
+        tokens > 1 (n, tokens, dim) and (n, tokens) = non-empty interest."""
+        lte = self.matrix(dim, tokens)
+        if tokens == 1:
+            return lte, self.n_events > 0
+        from lte.embeddings import nonempty_tokens
+
+        return lte, nonempty_tokens(lte, self.n_events)
 
 
 def live_lte(con, user_ids: Sequence[int]) -> LiveLte:
@@ -240,7 +265,10 @@ def known_users(con, user_ids: Sequence[int]) -> set[int]:
 
 
 def _has_table(con, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
+    """A table or a view (`events` is a view over `event_log`)."""
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_catalog = current_database()",
+        [name]).fetchall()[0][0])
 
 
 def recent_items(con, user_ids: Sequence[int], model_item_ids: np.ndarray, max_len: int) -> list[np.ndarray]:

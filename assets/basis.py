@@ -8,7 +8,8 @@ import dagster as dg
 from lte import basis as content
 from lte import catalog
 from lte.encoders import get_encoder
-from orchestration.resources import LteResource
+from orchestration.resources import ArtifactStoreResource, DuckDBStoreResource, LteSettingsResource
+from orchestration.retries import SERVICE_RETRY, retry_transient_only
 
 from .ingestion import items
 
@@ -20,16 +21,23 @@ GROUP = "basis"
     deps=[items],
     kinds={"numpy"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
     description="Frozen content basis over the catalog. New items extend the current basis "
     "(parent rows stay bit-identical); nothing is ever rebuilt in place.",
 )
-def content_basis(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
-    settings = lte.settings()
-    with lte.connect() as con:
+@retry_transient_only
+def content_basis(
+    context: dg.AssetExecutionContext,
+    lte_settings: LteSettingsResource,
+    duckdb: DuckDBStoreResource,
+    artifact_store: ArtifactStoreResource,
+) -> dg.MaterializeResult:
+    with duckdb.connect() as con:
         frame = catalog.load_items(con)
-    encoder = get_encoder(settings.basis)
+    encoder = get_encoder(lte_settings.settings().basis)
     started = time.perf_counter()
-    basis, action = content.sync_basis(frame, encoder, lte.store())
+    # Atomic by a commit marker: vectors and ids first, the manifest last, then CURRENT (lte/basis.py).
+    basis, action = content.sync_basis(frame, encoder, artifact_store.store())
     seconds = time.perf_counter() - started
     manifest = basis.manifest
     context.log.info(f"basis {basis.hash[:12]} {action}: {basis.n_items} items x {basis.dim}")
@@ -52,8 +60,8 @@ def content_basis(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Mat
     description="Reload every basis from the root to the current one: hashes verify and parent "
     "rows are bit-identical in each child.",
 )
-def basis_hash_verified(lte: LteResource) -> dg.AssetCheckResult:
-    checks = content.verify_lineage(lte.store())
+def basis_hash_verified(artifact_store: ArtifactStoreResource) -> dg.AssetCheckResult:
+    checks = content.verify_lineage(artifact_store.store())
     problems = [p for check in checks for p in check.problems]
     return dg.AssetCheckResult(
         passed=bool(checks) and not problems,

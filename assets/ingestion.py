@@ -6,7 +6,7 @@ import dagster as dg
 from lte import catalog
 from lte import events as event_store
 from lte.datasets import load_catalog, load_dataset
-from orchestration.resources import LteResource
+from orchestration.resources import ArtifactStoreResource, DuckDBStoreResource, LteSettingsResource
 
 GROUP = "ingestion"
 
@@ -18,10 +18,11 @@ GROUP = "ingestion"
     description="Interaction events (user, item, ts, type) in the DuckDB event store; "
     "idempotent: re-materializing adds no duplicate rows.",
 )
-def events(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
-    settings = lte.settings()
-    dataset = load_dataset(settings)
-    with lte.connect() as con:
+def events(
+    context: dg.AssetExecutionContext, lte_settings: LteSettingsResource, duckdb: DuckDBStoreResource
+) -> dg.MaterializeResult:
+    dataset = load_dataset(lte_settings.settings())
+    with duckdb.connect() as con:  # one transaction per ingested frame (lte/events.py)
         report = event_store.ingest_frame(con, dataset.events, source=dataset.name)
         total = event_store.event_count(con)
         lo, hi = event_store.time_range(con)
@@ -48,9 +49,11 @@ def events(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Materializ
     owners=["team:lte"],
     description="Item catalog: id, text, attributes. Text comes from content only, never behaviour.",
 )
-def items(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
-    with lte.connect() as con:
-        added = catalog.upsert_items(con, load_catalog(lte.settings()))
+def items(
+    context: dg.AssetExecutionContext, lte_settings: LteSettingsResource, duckdb: DuckDBStoreResource
+) -> dg.MaterializeResult:
+    with duckdb.connect() as con:
+        added = catalog.upsert_items(con, load_catalog(lte_settings.settings()))
         frame = catalog.load_items(con)
     return dg.MaterializeResult(
         metadata={
@@ -76,12 +79,14 @@ def landing_uri(settings) -> str:
     description="Files dropped in the landing location (local dir or S3 prefix), each ingested once "
     "(identity = content hash): validated, deduplicated, bad rows quarantined with a reason.",
 )
-def landed_files(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+def landed_files(
+    context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, duckdb: DuckDBStoreResource
+) -> dg.MaterializeResult:
     from lte.ingest_files import ingest_landing_file, pending_files, summarize
 
-    settings = lte.settings()
+    settings = artifact_store.settings()  # S3 landing uses the artifact store's endpoint
     uri = landing_uri(settings)
-    with lte.connect() as con:
+    with duckdb.connect() as con:  # one transaction per file (lte/ingest_files.py)
         reports = [ingest_landing_file(con, f) for f in pending_files(uri, con, settings.storage.s3_endpoint_url)]
     totals = summarize(reports)
     rows = "\n".join(
@@ -95,9 +100,9 @@ def landed_files(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Mate
 
 
 @dg.asset_check(asset=landed_files, description="The quarantine rate of the last landing ingestion is under data.max_quarantine_rate.")
-def quarantine_rate_ok(context: dg.AssetCheckExecutionContext, lte: LteResource) -> dg.AssetCheckResult:
+def quarantine_rate_ok(context: dg.AssetCheckExecutionContext, lte_settings: LteSettingsResource) -> dg.AssetCheckResult:
     event = context.instance.get_latest_materialization_event(landed_files.key)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     rate = float(metadata["quarantine_rate"].value) if "quarantine_rate" in metadata else 0.0
-    limit = lte.settings().data.max_quarantine_rate
+    limit = lte_settings.settings().data.max_quarantine_rate
     return dg.AssetCheckResult(passed=rate <= limit, metadata={"quarantine_rate": rate, "max_quarantine_rate": limit})

@@ -13,8 +13,9 @@ DuckDB allows many read-only processes OR one writer, so the work splits in two 
 Two ways to run the same functions:
 - assets: `lte_shard` (static partitions, one per shard: a backfill runs one run per shard, in
   parallel where the run launcher allows it, e.g. k8s) and `lte_live_sharded` (all shards -> live);
-- the `refresh_lte_sharded` job: one run, the shard steps fanned out in parallel by the
-  multiprocess executor, partitioned by the refresh cadence (orchestration/partitions.py). Its steps
+- the `refresh_lte_sharded` job: one run, the shard steps fanned out in parallel by the run's
+  executor (multiprocess; one pod per step with LTE_EXECUTOR=k8s, orchestration/executors.py),
+  partitioned by the refresh cadence (orchestration/partitions.py). Its steps
   record their results as materializations of the same two assets and the same check.
 
 The as_of is the event log's clock (docs/decisions.md 2), capped by the cadence partition's end;
@@ -32,6 +33,8 @@ from lte import basis as content
 from lte.embeddings import LteBatch, compute_lte, concat_batches, from_epoch_us, to_epoch_us
 from lte.feature_store import FeatureStore
 from lte.lte_checks import LteSanity, lte_sanity, lte_set_figures
+from lte.storage import ArtifactStore
+from orchestration.executors import executor_from_env
 from orchestration.partitions import (
     SHARD_COUNT,
     as_of_key,
@@ -41,11 +44,12 @@ from orchestration.partitions import (
     shard_key,
     shard_partitions,
 )
-from orchestration.resources import LteResource
+from orchestration.resources import ArtifactStoreResource, DuckDBStoreResource
+from orchestration.retries import SERVICE_RETRY, retry_transient_only
 
 from .basis import content_basis
 from .ingestion import events
-from .lte import _live_as_of, lte_autoencoder, lte_settings
+from .lte import _live_as_of, lte_autoencoder, variant_settings
 
 GROUP = "lte_sharded"
 AS_OF_TAG = "lte/as_of"
@@ -56,13 +60,14 @@ NO_TIME_US = np.iinfo(np.int64).min  # window bounds absent (history_fraction wi
 # --------------------------------------------------------------------------- plain steps
 
 
-def plan_refresh(lte: LteResource, window_end: datetime | None = None, as_of: str | None = None) -> dict:
+def plan_refresh(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource,
+                 window_end: datetime | None = None, as_of: str | None = None) -> dict:
     """What every shard of one refresh must agree on: as_of, basis hash, variant, shard count.
 
     as_of: the `as_of` argument (ISO, tz-aware) if given, else the event log's live as_of capped by
     `window_end`. Opens the store read-only. A plain dict so it crosses process boundaries as is."""
-    settings = lte.settings()
-    basis_hash = content.current_hash(lte.store())
+    settings = artifact_store.settings()
+    basis_hash = content.current_hash(artifact_store.store())
     if basis_hash is None:
         raise LookupError("no content basis yet: materialize `content_basis` before generating LTEs")
     if as_of:
@@ -71,7 +76,7 @@ def plan_refresh(lte: LteResource, window_end: datetime | None = None, as_of: st
             raise ValueError(f"run tag {AS_OF_TAG} must be timezone-aware, e.g. 2025-03-01T00:00:00+00:00; got {as_of!r}")
         moment = moment.tz_convert("UTC").to_pydatetime()
     else:
-        with lte.connect(read_only=True) as con:
+        with duckdb.connect(read_only=True) as con:
             (last,) = con.execute("SELECT max(ts) FROM events").fetchall()[0]
         if last is None:
             raise LookupError("the events table is empty: ingest events (materialize `events`) first")
@@ -103,6 +108,7 @@ def shard_bytes(batch: LteBatch, index: int, count: int) -> bytes:
         times_us=np.array([_time_us(batch.as_of), _time_us(batch.window_start), _time_us(batch.window_end)], np.int64),
         basis_hash=np.array(batch.basis_hash), variant=np.array(batch.variant),
         shard=np.array([index, count, batch.n_unknown_items], np.int64),
+        tokens=np.array(batch.tokens, np.int64),  # vectors per user (multi_interest: k)
     )
     return buffer.getvalue()
 
@@ -116,32 +122,32 @@ def read_shard(data: bytes) -> tuple[LteBatch, int, int]:
             user_ids=npz["user_ids"], vectors=npz["vectors"], n_events=npz["n_events"],
             as_of=_time(as_of_us), window_start=_time(start_us), window_end=_time(end_us),
             basis_hash=str(npz["basis_hash"]), variant=str(npz["variant"]), n_unknown_items=unknown,
+            tokens=int(npz["tokens"]) if "tokens" in npz.files else 1,  # shards written before k existed
         )
     return batch, index, count
 
 
-def compute_shard(lte: LteResource, plan: dict, index: int) -> tuple[str, LteBatch]:
+def compute_shard(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource, plan: dict,
+                  index: int) -> tuple[str, LteBatch]:
     """Compute shard `index` of the plan read-only and store it; returns (artifact key, batch).
     Recomputing a shard rewrites the same key with the same bytes' content (deterministic)."""
-    settings = lte.settings()
-    store = lte.store()
+    store = artifact_store.store()
     basis = content.load_basis(store, plan["basis_hash"])  # the plan's basis, even if CURRENT moved since
-    variant_settings = lte_settings(settings, basis.hash)
-    if variant_settings.variant != plan["variant"]:
-        raise ValueError(f"lte.variant is {variant_settings.variant!r} but this refresh was planned for "
+    lte = variant_settings(artifact_store.settings(), basis.hash)
+    if lte.variant != plan["variant"]:
+        raise ValueError(f"lte.variant is {lte.variant!r} but this refresh was planned for "
                          f"{plan['variant']!r}: settings changed mid-run; launch the refresh again")
-    with lte.connect(read_only=True) as con:
-        batch = compute_lte(con, basis, datetime.fromisoformat(plan["as_of"]), variant_settings,
+    with duckdb.connect(read_only=True) as con:
+        batch = compute_lte(con, basis, datetime.fromisoformat(plan["as_of"]), lte,
                             shard=(index, plan["count"]))
     key = shard_file_key(plan, index)
     store.put_bytes(shard_bytes(batch, index, plan["count"]), key)
     return key, batch
 
 
-def load_shards(lte: LteResource, plan: dict) -> LteBatch:
+def load_shards(store: ArtifactStore, plan: dict) -> LteBatch:
     """Every shard of the plan, concatenated (rows sorted by user id). Raises when a shard file is
     missing or holds another snapshot, naming the shard partitions to (re)materialize."""
-    store = lte.store()
     keys = [shard_file_key(plan, i) for i in range(plan["count"])]
     missing = [shard_key(i, plan["count"]) for i, key in enumerate(keys) if not store.exists(key)]
     if missing:
@@ -162,11 +168,12 @@ def load_shards(lte: LteResource, plan: dict) -> LteBatch:
     return concat_batches(batches)
 
 
-def publish_shards(lte: LteResource, plan: dict) -> tuple[LteBatch, bool]:
+def publish_shards(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource,
+                   plan: dict) -> tuple[LteBatch, bool]:
     """Append the plan's snapshot from its shard files and make it live (one transaction), unless
     live already holds a later as_of. Returns (batch, published_live). The only writing step."""
-    batch = load_shards(lte, plan)
-    with lte.connect() as con:
+    batch = load_shards(artifact_store.store(), plan)
+    with duckdb.connect() as con:
         store = FeatureStore(con)
         store.ensure_schema()
         (live_as_of,) = con.execute("SELECT max(as_of) FROM lte_live").fetchall()[0]
@@ -177,20 +184,20 @@ def publish_shards(lte: LteResource, plan: dict) -> tuple[LteBatch, bool]:
     return batch, True
 
 
-def live_sanity(lte: LteResource) -> LteSanity:
+def live_sanity(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource) -> LteSanity:
     """The shared LTE sanity rules (lte/lte_checks.py) applied to the live table."""
-    current = content.current_hash(lte.store())
-    with lte.connect() as con:  # FeatureStore creates its tables if absent: not read-only
+    current = content.current_hash(artifact_store.store())
+    with duckdb.connect() as con:  # FeatureStore creates its tables if absent: not read-only
         batch = FeatureStore(con).live()
-    return lte_sanity(batch, current, lte.settings().lte.max_empty_share)
+    return lte_sanity(batch, current, artifact_store.settings().lte.max_empty_share)
 
 
-def _shard_metadata(key: str, batch: LteBatch, lte: LteResource, plan: dict) -> dict:
+def _shard_metadata(key: str, batch: LteBatch, store: ArtifactStore, plan: dict) -> dict:
     figures = lte_set_figures(batch)
     return {
         "as_of": plan["as_of"], "basis_hash": plan["basis_hash"], "variant": plan["variant"],
         "users": figures["users"], "empty_share": figures["empty_share"], "mean_norm": figures["mean_norm"],
-        "file": dg.MetadataValue.path(lte.store().uri(key)),
+        "file": dg.MetadataValue.path(store.uri(key)),
     }
 
 
@@ -214,17 +221,21 @@ def _live_metadata(batch: LteBatch, published: bool, plan: dict) -> dict:
     deps=[events, content_basis, lte_autoencoder],
     kinds={"duckdb", "numpy"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
     description="One user-hash shard of the live LTEs (users with hash(user_id) % n == i), computed "
     "read-only and stored as an artifact file; `lte_live_sharded` publishes all shards at once.",
 )
-def lte_shard(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+@retry_transient_only
+def lte_shard(
+    context: dg.AssetExecutionContext, duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource
+) -> dg.MaterializeResult:
     index, count = parse_shard_key(context.partition_key)
-    plan = plan_refresh(lte, as_of=context.run.tags.get(AS_OF_TAG))
+    plan = plan_refresh(duckdb, artifact_store, as_of=context.run.tags.get(AS_OF_TAG))
     if count != plan["count"]:
         raise ValueError(f"partition {context.partition_key} belongs to a {count}-shard layout but "
                          f"lte.shards is {plan['count']}: materialize the current partitions")
-    key, batch = compute_shard(lte, plan, index)
-    return dg.MaterializeResult(metadata=_shard_metadata(key, batch, lte, plan))
+    key, batch = compute_shard(duckdb, artifact_store, plan, index)
+    return dg.MaterializeResult(metadata=_shard_metadata(key, batch, artifact_store.store(), plan))
 
 
 @dg.asset(
@@ -232,13 +243,17 @@ def lte_shard(context: dg.AssetExecutionContext, lte: LteResource) -> dg.Materia
     deps=[lte_shard],
     kinds={"duckdb"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
     description="The live LTEs assembled from every `lte_shard` of the same as_of, basis and "
     "variant: appended to the history and swapped into `lte_live` atomically (the same table "
     "`lte_live` writes). Equals the unsharded computation exactly.",
 )
-def lte_live_sharded(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
-    plan = plan_refresh(lte, as_of=context.run.tags.get(AS_OF_TAG))
-    batch, published = publish_shards(lte, plan)
+@retry_transient_only
+def lte_live_sharded(
+    context: dg.AssetExecutionContext, duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    plan = plan_refresh(duckdb, artifact_store, as_of=context.run.tags.get(AS_OF_TAG))
+    batch, published = publish_shards(duckdb, artifact_store, plan)
     if not published:
         context.log.info(f"live holds a later snapshot than {plan['as_of']}: appended to history only")
     return dg.MaterializeResult(metadata=_live_metadata(batch, published, plan))
@@ -249,8 +264,8 @@ LIVE_CHECK = "lte_live_sharded_sane"
 
 @dg.asset_check(asset=lte_live_sharded, name=LIVE_CHECK,
                 description="No NaN/inf, norms in range, empty share under lte.max_empty_share, basis is current.")
-def lte_live_sharded_sane(lte: LteResource) -> dg.AssetCheckResult:
-    sanity = live_sanity(lte)
+def lte_live_sharded_sane(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource) -> dg.AssetCheckResult:
+    sanity = live_sanity(duckdb, artifact_store)
     return dg.AssetCheckResult(passed=sanity.passed, metadata=sanity.metadata())
 
 
@@ -258,9 +273,11 @@ def lte_live_sharded_sane(lte: LteResource) -> dg.AssetCheckResult:
 
 
 @dg.op(description="Fix as_of (event-log clock, capped by the cadence partition), basis and variant.")
-def plan_lte_refresh(context: dg.OpExecutionContext, lte: LteResource) -> dict:
+def plan_lte_refresh(
+    context: dg.OpExecutionContext, duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource
+) -> dict:
     window_end = context.partition_time_window.end if context.has_partition_key else None
-    plan = plan_refresh(lte, window_end=window_end, as_of=context.run.tags.get(AS_OF_TAG))
+    plan = plan_refresh(duckdb, artifact_store, window_end=window_end, as_of=context.run.tags.get(AS_OF_TAG))
     context.log.info(f"refresh plan: {plan}")
     return plan
 
@@ -268,11 +285,15 @@ def plan_lte_refresh(context: dg.OpExecutionContext, lte: LteResource) -> dict:
 def _shard_op(index: int, count: int) -> dg.OpDefinition:
     partition = shard_key(index, count)
 
-    @dg.op(name=f"lte_shard_{partition.replace('-', '_')}", description=f"Compute LTE shard {partition} read-only.")
-    def compute(context: dg.OpExecutionContext, lte: LteResource, plan: dict) -> str:
-        key, batch = compute_shard(lte, plan, index)
+    @dg.op(name=f"lte_shard_{partition.replace('-', '_')}", description=f"Compute LTE shard {partition} read-only.",
+           retry_policy=SERVICE_RETRY)
+    @retry_transient_only
+    def compute(context: dg.OpExecutionContext, duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource,
+                plan: dict) -> str:
+        key, batch = compute_shard(duckdb, artifact_store, plan, index)
         context.log_event(dg.AssetMaterialization(
-            asset_key=lte_shard.key, partition=partition, metadata=_shard_metadata(key, batch, lte, plan)))
+            asset_key=lte_shard.key, partition=partition,
+            metadata=_shard_metadata(key, batch, artifact_store.store(), plan)))
         return key
 
     return compute
@@ -281,20 +302,23 @@ def _shard_op(index: int, count: int) -> dg.OpDefinition:
 SHARD_OPS = [_shard_op(i, SHARD_COUNT) for i in range(SHARD_COUNT)]
 
 
-@dg.op(description="The single writer: check the shard files cover every shard, concatenate, publish.")
-def publish_lte_shards(context: dg.OpExecutionContext, lte: LteResource, plan: dict, shard_files: list[str]) -> None:
+@dg.op(description="The single writer: check the shard files cover every shard, concatenate, publish.",
+       retry_policy=SERVICE_RETRY)
+@retry_transient_only
+def publish_lte_shards(context: dg.OpExecutionContext, duckdb: DuckDBStoreResource,
+                       artifact_store: ArtifactStoreResource, plan: dict, shard_files: list[str]) -> None:
     if len(set(shard_files)) != plan["count"]:
         raise ValueError(f"expected {plan['count']} distinct shard files, got {sorted(shard_files)}")
-    batch, published = publish_shards(lte, plan)
+    batch, published = publish_shards(duckdb, artifact_store, plan)
     context.log_event(dg.AssetMaterialization(asset_key=lte_live_sharded.key, metadata=_live_metadata(batch, published, plan)))
-    sanity = live_sanity(lte)
+    sanity = live_sanity(duckdb, artifact_store)
     context.log_event(dg.AssetCheckEvaluation(asset_key=lte_live_sharded.key, check_name=LIVE_CHECK,
                                               passed=sanity.passed, metadata=sanity.metadata()))
 
 
 @dg.job(
     partitions_def=refresh_partitions,
-    executor_def=dg.multiprocess_executor,
+    executor_def=executor_from_env(default=dg.multiprocess_executor),
     description="Refresh the live LTEs in one run: plan -> every user-hash shard in parallel "
     "(read-only) -> one writer publishes. Partitioned by the refresh cadence; as_of follows the event log.",
     tags={"team": "lte"},

@@ -7,22 +7,24 @@ from datetime import datetime
 import dagster as dg
 
 from lte.feature_store import FeatureStore
-from orchestration.resources import LteResource
+from lte.storage import atomic_write_bytes
+from orchestration.resources import DuckDBStoreResource, LteSettingsResource, MlflowResource
+from orchestration.retries import SERVICE_RETRY, retry_transient_only
 
+from . import plots
 from .registry import champion_model
 
 GROUP = "monitoring"
 
 
-def champion_reference(lte: LteResource):
-    """(reference LteBatch, champion version): the snapshot the champion's training period ended on."""
-    from training.registry import Registry
-
-    champion = Registry.from_settings(lte.settings()).get("champion")
+def champion_reference(duckdb: DuckDBStoreResource, mlflow: MlflowResource):
+    """(reference LteBatch, live LteBatch, champion version): the snapshot the champion's training
+    period ended on, and what serving reads now."""
+    champion = mlflow.registry().get("champion")
     if champion is None:
         raise LookupError("no champion model: train and promote one (`make demo`) before monitoring drift")
     tags = champion.tags
-    with lte.connect() as con:
+    with duckdb.connect() as con:
         store = FeatureStore(con)
         reference = store.snapshot(
             as_of=datetime.fromisoformat(tags["lte_reference_as_of"]) if tags.get("lte_reference_as_of") else None,
@@ -38,17 +40,26 @@ def champion_reference(lte: LteResource):
     deps=[champion_model],
     kinds={"evidently"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
+    automation_condition=dg.AutomationCondition.eager(),
     description="Evidently embedding-drift report: the champion's training-time LTE snapshot vs the "
-    "live LTEs (HTML + JSON), added to the Evidently workspace dashboard.",
+    "live LTEs (HTML + JSON), added to the Evidently workspace dashboard. Runs by itself after a new "
+    "champion (automation sensor).",
 )
-def lte_drift_report(context: dg.AssetExecutionContext, lte: LteResource) -> dg.MaterializeResult:
+@retry_transient_only
+def lte_drift_report(
+    context: dg.AssetExecutionContext, duckdb: DuckDBStoreResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     from monitoring.dashboard import add_to_workspace
     from monitoring.drift import drift_report
 
-    settings = lte.settings()
-    reference, current, version = champion_reference(lte)
+    settings = mlflow.settings()
+    reference, current, version = champion_reference(duckdb, mlflow)
+    chart = plots.drift_dimensions(reference.vectors, current.vectors, reference.n_events, current.n_events,
+                                   f"Live LTEs vs champion v{version}'s training snapshot")
     result = drift_report(reference, current, settings.drift_dir, settings.drift,
                           run_name=f"{context.run_id[:8]}-champion-v{version}")
+    png = atomic_write_bytes(result.html_path.with_name(f"{result.html_path.stem}-{chart.file_name}"), chart.png)
     run = add_to_workspace(settings.evidently_workspace, result)
     latest = {
         **result.to_dict(),
@@ -58,7 +69,8 @@ def lte_drift_report(context: dg.AssetExecutionContext, lte: LteResource) -> dg.
         "champion_version": version,
     }
     latest.pop("summary", None)
-    (settings.drift_dir / "latest.json").write_text(json.dumps(latest, indent=2, default=str))
+    # The verdict the retrain sensor reads: replaced whole, never seen half written.
+    atomic_write_bytes(settings.drift_dir / "latest.json", json.dumps(latest, indent=2, default=str).encode())
     return dg.MaterializeResult(
         metadata={
             "drifted": result.drifted,
@@ -70,13 +82,14 @@ def lte_drift_report(context: dg.AssetExecutionContext, lte: LteResource) -> dg.
             "report": dg.MetadataValue.path(str(result.html_path)),
             "report_url": dg.MetadataValue.url(f"file://{result.html_path}"),
             "dashboard_snapshots": run.n_snapshots,
+            **chart.metadata(png),
         }
     )
 
 
 @dg.asset_check(asset=lte_drift_report, description="Live LTEs have not drifted from the champion's training LTEs.")
-def lte_not_drifted(lte: LteResource) -> dg.AssetCheckResult:
-    latest = lte.settings().drift_dir / "latest.json"
+def lte_not_drifted(lte_settings: LteSettingsResource) -> dg.AssetCheckResult:
+    latest = lte_settings.settings().drift_dir / "latest.json"
     verdict = json.loads(latest.read_text())
     return dg.AssetCheckResult(
         passed=not verdict["drifted"],

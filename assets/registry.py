@@ -8,7 +8,8 @@ import dagster as dg
 
 from lte import basis as content
 from lte.feature_store import FeatureStore
-from orchestration.resources import LteResource
+from orchestration.resources import DuckDBStoreResource, MlflowResource
+from orchestration.retries import SERVICE_RETRY, retry_transient_only
 
 from .training import OfflineEvaluation, TrainedModel
 
@@ -22,7 +23,7 @@ class RegisteredVersion:
     basis_hash: str
 
 
-def _champion_scores(lte: LteResource, registry, basis, k: int, challenger_users):
+def _champion_scores(duckdb: DuckDBStoreResource, settings, registry, basis, k: int, challenger_users):
     """Per-user NDCG@k of the current champion on the challenger's test examples, or (None, why)."""
     from training.data import build_dataset
     from training.evaluate import evaluate_model
@@ -36,9 +37,8 @@ def _champion_scores(lte: LteResource, registry, basis, k: int, challenger_users
             f"champion v{version} uses basis {champion.manifest.basis_hash[:12]}, the challenger "
             f"{basis.hash[:12]}: not comparable on the same items, the baseline is the bar"
         )
-    settings = lte.settings()
     variant = champion.tags.get("lte_variant") if champion.config.integration != "none" else None
-    with lte.connect() as con:
+    with duckdb.connect() as con:
         dataset = build_dataset(con, FeatureStore(con), basis, settings, variant=variant)
     evaluation = evaluate_model(champion.model, dataset.test, None, name=f"champion-v{version}",
                                 n_bootstrap=10, with_attention=False)
@@ -51,34 +51,38 @@ def _champion_scores(lte: LteResource, registry, basis, k: int, challenger_users
     group_name=GROUP,
     kinds={"mlflow"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
     description="An MLflow model version tagged with basis_hash and the DESIGN.md tags, alias "
     "`challenger`, carrying its metrics and the NDCG gate verdict.",
 )
+@retry_transient_only
 def registered_model(
     context: dg.AssetExecutionContext,
-    lte: LteResource,
+    duckdb: DuckDBStoreResource,
+    mlflow: MlflowResource,
     trained_model: TrainedModel,
     offline_evaluation: OfflineEvaluation,
 ) -> dg.Output[RegisteredVersion]:
     from training.gate import evaluate_gate
-    from training.registry import Registry, version_tags
+    from training.registry import version_tags
     from training.train import load_checkpoint
 
-    settings = lte.settings()
-    basis = content.current_basis(lte.store())
-    registry = Registry.from_settings(settings)
+    settings = mlflow.settings()
+    basis = content.current_basis(mlflow.artifact_store.store())
+    registry = mlflow.registry()
     evaluation = trained_model.evaluation
     k = settings.gate.k
-    champion_ndcg, champion_version, comparison = _champion_scores(lte, registry, basis, k, evaluation.user_ids)
+    champion_ndcg, champion_version, comparison = _champion_scores(duckdb, settings, registry, basis, k,
+                                                                   evaluation.user_ids)
     verdict = evaluate_gate(evaluation.per_user[f"ndcg@{k}"], champion_ndcg,
                             evaluation.baseline.per_user[f"ndcg@{k}"], settings.gate, champion_version)
     model = load_checkpoint(trained_model.checkpoint)
     metrics = {m: evaluation.mean(m) for m in evaluation.per_user}
     metrics.update({f"popularity_{m}": evaluation.baseline.mean(m) for m in evaluation.baseline.per_user})
     metrics.update({f"uplift_vs_no_lte_{m}": d["relative"] for m, d in offline_evaluation.uplift.items()})
-    with lte.connect() as con:
+    with duckdb.connect() as con:
         reference = _reference_as_of(FeatureStore(con), trained_model)
-    tags = version_tags(settings, data_snapshot=_data_snapshot(lte))
+        tags = version_tags(settings, data_snapshot=_data_snapshot(con))
     tags["lte_reference_as_of"] = reference
     tags["comparison"] = comparison
     tags["training_run_id"] = trained_model.mlflow_run_id
@@ -108,9 +112,8 @@ def _reference_as_of(store: FeatureStore, trained: TrainedModel) -> str:
     return times[-1].isoformat() if times else ""
 
 
-def _data_snapshot(lte: LteResource) -> str:
-    with lte.connect() as con:
-        count, last = con.execute("SELECT count(*), max(ts) FROM events").fetchall()[0]
+def _data_snapshot(con) -> str:
+    count, last = con.execute("SELECT count(*), max(ts) FROM events").fetchall()[0]
     return f"events={count};last_ts={last}"
 
 
@@ -120,10 +123,8 @@ def _data_snapshot(lte: LteResource) -> str:
     description="The NDCG gate: the challenger must beat the champion (or, with none, popularity) "
     "on the same users and period. Failing stops promotion.",
 )
-def ndcg_gate(lte: LteResource, registered_model: RegisteredVersion) -> dg.AssetCheckResult:
-    from training.registry import Registry
-
-    info = Registry.from_settings(lte.settings()).get(registered_model.version)
+def ndcg_gate(mlflow: MlflowResource, registered_model: RegisteredVersion) -> dg.AssetCheckResult:
+    info = mlflow.registry().get(registered_model.version)
     passed = bool(info and info.gate_passed)
     gate = registered_model.gate
     return dg.AssetCheckResult(
@@ -143,15 +144,14 @@ def ndcg_gate(lte: LteResource, registered_model: RegisteredVersion) -> dg.Asset
     group_name=GROUP,
     kinds={"mlflow"},
     owners=["team:lte"],
+    retry_policy=SERVICE_RETRY,
     description="The `champion` alias, moved to the new version only after the blocking gate passed.",
 )
+@retry_transient_only
 def champion_model(
-    context: dg.AssetExecutionContext, lte: LteResource, registered_model: RegisteredVersion
+    context: dg.AssetExecutionContext, mlflow: MlflowResource, registered_model: RegisteredVersion
 ) -> dg.MaterializeResult:
-    from training.registry import Registry
-
-    registry = Registry.from_settings(lte.settings())
-    promotion = registry.promote(registered_model.version, who="dagster", reason="passed the NDCG gate")
+    promotion = mlflow.registry().promote(registered_model.version, who="dagster", reason="passed the NDCG gate")
     context.log.info(f"champion: v{promotion.version} (was {promotion.previous})")
     return dg.MaterializeResult(
         metadata={"champion": promotion.version, "previous": promotion.previous or "", "basis_hash": registered_model.basis_hash}

@@ -2,6 +2,7 @@
 
 Keys are relative POSIX paths ("basis/<hash>/vectors.npy"). Writes are atomic on both backends:
 local files are written to a temp name and renamed; S3 objects appear whole on PUT.
+`atomic_write_bytes` and `staged_dir` give the same guarantee to files written outside a store.
 """
 
 from __future__ import annotations
@@ -11,11 +12,48 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 
 T = TypeVar("T")
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part:
+    a temp file in the same directory, fsynced, then renamed over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@contextmanager
+def staged_dir(final: Path | str) -> Iterator[Path]:
+    """A directory that appears at `final` whole or not at all: the block fills a hidden temp
+    directory beside it, which is renamed to `final` when the block succeeds and deleted when it
+    raises. `final` must not exist yet (per-run output directories)."""
+    final = Path(final)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; staged directories are written once (one per run)")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 class ArtifactStore(Protocol):
@@ -43,18 +81,7 @@ class LocalStore:
         return self.put_bytes(Path(local_path).read_bytes(), key)
 
     def put_bytes(self, data: bytes, key: str) -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self._path(key), data)
         return self.uri(key)
 
     def get_file(self, key: str, local_path: Path) -> Path:
@@ -84,20 +111,33 @@ class LocalStore:
         return self._path(key)
 
 
+# botocore/requests/urllib3 raise many classes; these names (and these S3 error codes) are the
+# transport and overload failures that a later attempt can succeed past.
+_TRANSIENT_NAMES = {
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ConnectionError", "ConnectionResetError", "ConnectionRefusedError", "ConnectionAbortedError",
+    "BrokenPipeError", "TimeoutError", "ReadTimeout", "ConnectTimeout", "ProtocolError",
+}
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "503", "500"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a network or service-overload failure that retrying may fix (S3, HTTP); False for
+    everything else (missing keys, bad data, refused promotions, bugs)."""
+    if type(exc).__name__ in _TRANSIENT_NAMES:
+        return True
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code in _TRANSIENT_CODES
+
+
 def with_retries(fn: Callable[[], T], attempts: int = 4, base_delay: float = 0.2) -> T:
     """Retry transient S3/HTTP failures with exponential backoff; the last error propagates."""
     for attempt in range(attempts):
         try:
             return fn()
-        except Exception as exc:  # botocore raises many classes; only retry transport-ish ones
-            name = type(exc).__name__
-            transient = name in {
-                "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                "ConnectTimeoutError", "ConnectionError",
-            } or getattr(exc, "response", {}).get("Error", {}).get("Code") in {
-                "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500",
-            }
-            if not transient or attempt == attempts - 1:
+        except Exception as exc:
+            if not is_transient(exc) or attempt == attempts - 1:
                 raise
             time.sleep(base_delay * 2**attempt)
     raise AssertionError("unreachable")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.resources import LteResource
+from orchestration.resources import MlflowResource
 
 
 class AblationConfig(dg.Config):
@@ -15,11 +15,12 @@ class AblationConfig(dg.Config):
     integrations: list[str] | None = None  # subset of prefix, late_fusion, injection
 
 
+# No step retry: a retry would train the whole grid again; MLflow's HTTP retries (MlflowResource) apply.
 @dg.op(description="Train none + LTE variants x integrations, write the table, log it to MLflow.")
-def ablation_table(context: dg.OpExecutionContext, config: AblationConfig, lte: LteResource) -> dg.Output[str]:
+def ablation_table(context: dg.OpExecutionContext, config: AblationConfig, mlflow: MlflowResource) -> dg.Output[str]:
     from training.ablate import log_to_mlflow, markdown_table, run_ablation, write_outputs
 
-    base = lte.settings()
+    base = mlflow.settings()
     data = {"dataset": config.dataset, **({"synthetic_size": config.synthetic_size} if config.synthetic_size else {})}
     train = {**({"split": config.split} if config.split else {}), **({"epochs": config.epochs} if config.epochs else {})}
     lte_overrides = {"window_unit": config.window_unit} if config.window_unit else {}

@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from lte.config import Settings
+from lte.lte_export import time_key
 
 
 def shard_count() -> int:
@@ -66,8 +67,8 @@ def refresh_as_of(window_end: datetime | None, live_as_of: datetime) -> datetime
 
 
 def as_of_key(as_of: datetime) -> str:
-    """A path- and tag-safe name of an as_of (UTC, second precision)."""
-    return pd.Timestamp(as_of).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
+    """A path- and tag-safe name of an as_of (UTC, second precision), as LTE exports name them."""
+    return time_key(as_of)
 
 
 __all__ = [

@@ -21,13 +21,13 @@ def run_full_pipeline(
     ensure_dagster_home(settings)
     from orchestration.definitions import defs
 
-    resource_config: dict = {"home": str(settings.home)}
+    settings_config: dict = {"home": str(settings.home)}
     if synthetic_size:
-        resource_config["synthetic_size"] = synthetic_size
+        settings_config["synthetic_size"] = synthetic_size
     if encoder:
-        resource_config["encoder"] = encoder
+        settings_config["encoder"] = encoder
     run_config = {
-        "resources": {"lte": {"config": resource_config}},
+        "resources": {"lte_settings": {"config": settings_config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
     logging.getLogger("dagster").setLevel(logging.WARNING)

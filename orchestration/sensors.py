@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import dagster as dg
 
 from orchestration.jobs import ingest, retrain
-from orchestration.resources import LteResource
+from orchestration.resources import ArtifactStoreResource, DuckDBStoreResource, LteSettingsResource
 
 
 @dg.sensor(
@@ -17,10 +17,10 @@ from orchestration.resources import LteResource
     description="Requests `retrain` once per new drift verdict that says the LTEs drifted, when "
     "`drift.retrain_on_drift` is on (off by default).",
 )
-def retrain_on_drift(context: dg.SensorEvaluationContext, lte: LteResource):
+def retrain_on_drift(context: dg.SensorEvaluationContext, lte_settings: LteSettingsResource):
     from monitoring.drift import should_retrain
 
-    settings = lte.settings()
+    settings = lte_settings.settings()
     latest = settings.drift_dir / "latest.json"
     if not latest.exists():
         return dg.SkipReason(f"no drift verdict at {latest} yet")
@@ -44,12 +44,13 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, lte: LteResource):
     description="Starts `ingest` when the landing location holds files whose content hash has no "
     "verdict yet; each file is ingested exactly once.",
 )
-def landing_files(context: dg.SensorEvaluationContext, lte: LteResource):
+def landing_files(context: dg.SensorEvaluationContext, artifact_store: ArtifactStoreResource,
+                  duckdb: DuckDBStoreResource):
     from assets.ingestion import landing_uri
     from lte.ingest_files import pending_files
 
-    settings = lte.settings()
-    with lte.connect() as con:
+    settings = artifact_store.settings()
+    with duckdb.connect() as con:
         pending = pending_files(landing_uri(settings), con, settings.storage.s3_endpoint_url)
     if not pending:
         return dg.SkipReason("no new files in the landing location")

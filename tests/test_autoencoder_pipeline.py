@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from orchestration.resources import LteResource
+from orchestration.resources import lte_resources
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def test_autoencoder_variant_end_to_end(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     result = dg.materialize(
         [ingestion.events, ingestion.items, basis.content_basis, lte.lte_autoencoder, lte.lte_snapshots, lte.lte_live],
-        resources={"lte": LteResource(home=str(home))},
+        resources=lte_resources(home=str(home)),
     )
     assert result.success
     trained = result.asset_materializations_for_node("lte_autoencoder")[0].metadata

@@ -28,7 +28,7 @@ from orchestration.partitions import (
     shard_key,
     shard_partitions,
 )
-from orchestration.resources import LteResource
+from orchestration.resources import lte_resources
 
 # --------------------------------------------------------------------------- plain parts
 
@@ -113,8 +113,8 @@ def home(tmp_path_factory):
     path = tmp_path_factory.mktemp("shards") / "home"
     saved = os.environ.get("LTE_HOME")
     os.environ["LTE_HOME"] = str(path)
-    resource = LteResource(home=str(path), encoder="hashing", synthetic_size="tiny")
-    settings = resource.settings()
+    resources = lte_resources(home=str(path), encoder="hashing", synthetic_size="tiny")
+    settings = resources["lte_settings"].settings()
     data = generate("tiny", seed=0)
     con = connect(settings.duckdb_path)
     events.ingest_frame(con, data.events, source="synthetic:tiny")
@@ -122,20 +122,20 @@ def home(tmp_path_factory):
     items = catalog.load_items(con)
     con.close()
     content.sync_basis(items, get_encoder(settings.basis), open_store(None, settings.artifacts_dir))
-    yield path, resource
+    yield path, resources
     if saved is None:
         os.environ.pop("LTE_HOME", None)
     else:
         os.environ["LTE_HOME"] = saved
 
 
-def _unsharded_and_live(resource, as_of):
+def _unsharded_and_live(resources, as_of):
     from lte import basis as content
     from lte.feature_store import FeatureStore
 
-    basis = content.current_basis(resource.store())
-    with resource.connect() as con:  # FeatureStore creates its tables on first use
-        expected = compute_lte(con, basis, as_of, resource.settings().lte)
+    basis = content.current_basis(resources["artifact_store"].store())
+    with resources["duckdb"].connect() as con:  # FeatureStore creates its tables on first use
+        expected = compute_lte(con, basis, as_of, resources["lte_settings"].settings().lte)
         live = FeatureStore(con).live()
     return expected, live
 
@@ -148,11 +148,11 @@ def _assert_identical(a: LteBatch, b: LteBatch):
     assert (a.as_of, a.basis_hash, a.variant) == (b.as_of, b.basis_hash, b.variant)
 
 
-def _materialize_shards(resource, instance, tags=None) -> list[int]:
+def _materialize_shards(resources, instance, tags=None) -> list[int]:
     """Every shard partition, one run each; returns each shard's user count."""
     users = []
     for key in shard_partitions.get_partition_keys():
-        result = dg.materialize([lte_shard], partition_key=key, resources={"lte": resource}, instance=instance,
+        result = dg.materialize([lte_shard], partition_key=key, resources=resources, instance=instance,
                                 tags=tags)
         assert result.success
         (event,) = result.get_asset_materialization_events()
@@ -161,20 +161,21 @@ def _materialize_shards(resource, instance, tags=None) -> list[int]:
 
 
 def test_shard_partitions_then_one_writer_equal_the_unsharded_lte(home):
-    path, resource = home
+    path, resources = home
     instance = dg.DagsterInstance.ephemeral()
-    shard_users = _materialize_shards(resource, instance)
+    shard_users = _materialize_shards(resources, instance)
     assert all(n > 0 for n in shard_users), f"a tiny shard is empty: {shard_users}"
 
-    result = dg.materialize([lte_live_sharded, lte_live_sharded_sane], resources={"lte": resource}, instance=instance)
+    result = dg.materialize([lte_live_sharded, lte_live_sharded_sane], resources=resources, instance=instance)
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["published_live"].value is True
     assert metadata["users"].value == sum(shard_users)
     assert "| events in window | users | share |" in metadata["n_events_histogram"].value
     (check,) = result.get_asset_check_evaluations()
-    expected, live = _unsharded_and_live(resource, datetime.fromisoformat(metadata["as_of"].value))
-    assert check.passed == lte_sanity(live, expected.basis_hash, resource.settings().lte.max_empty_share).passed
+    expected, live = _unsharded_and_live(resources, datetime.fromisoformat(metadata["as_of"].value))
+    max_empty_share = resources["lte_settings"].settings().lte.max_empty_share
+    assert check.passed == lte_sanity(live, expected.basis_hash, max_empty_share).passed
     assert check.metadata["basis_matches_current"].value is True
     _assert_identical(live, expected)
     files = sorted((path / "artifacts" / "lte_shards").rglob("*.npz"))
@@ -182,16 +183,16 @@ def test_shard_partitions_then_one_writer_equal_the_unsharded_lte(home):
 
 
 def test_publish_refuses_incomplete_shards_and_never_moves_live_back(home):
-    _, resource = home
+    _, resources = home
     instance = dg.DagsterInstance.ephemeral()
-    _materialize_shards(resource, instance)  # live at the event log's as_of, later than `earlier`
-    assert dg.materialize([lte_live_sharded], resources={"lte": resource}, instance=instance).success
-    _, live_before = _unsharded_and_live(resource, datetime.now(UTC))
+    _materialize_shards(resources, instance)  # live at the event log's as_of, later than `earlier`
+    assert dg.materialize([lte_live_sharded], resources=resources, instance=instance).success
+    _, live_before = _unsharded_and_live(resources, datetime.now(UTC))
     earlier = (live_before.as_of - timedelta(days=60)).isoformat()  # inside the log, before live
     tags = {AS_OF_TAG: earlier}
     first = shard_partitions.get_partition_keys()[0]
-    dg.materialize([lte_shard], partition_key=first, resources={"lte": resource}, instance=instance, tags=tags)
-    failed = dg.materialize([lte_live_sharded], resources={"lte": resource}, instance=instance, tags=tags,
+    dg.materialize([lte_shard], partition_key=first, resources=resources, instance=instance, tags=tags)
+    failed = dg.materialize([lte_live_sharded], resources=resources, instance=instance, tags=tags,
                             raise_on_error=False)
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
@@ -199,15 +200,15 @@ def test_publish_refuses_incomplete_shards_and_never_moves_live_back(home):
     assert str(shard_partitions.get_partition_keys()[1:]) in message and "missing" in message
 
     for key in shard_partitions.get_partition_keys()[1:]:
-        dg.materialize([lte_shard], partition_key=key, resources={"lte": resource}, instance=instance, tags=tags)
-    result = dg.materialize([lte_live_sharded], resources={"lte": resource}, instance=instance, tags=tags)
+        dg.materialize([lte_shard], partition_key=key, resources=resources, instance=instance, tags=tags)
+    result = dg.materialize([lte_live_sharded], resources=resources, instance=instance, tags=tags)
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["published_live"].value is False
-    expected, live_after = _unsharded_and_live(resource, datetime.fromisoformat(earlier))
+    expected, live_after = _unsharded_and_live(resources, datetime.fromisoformat(earlier))
     assert live_after.as_of == live_before.as_of  # live did not move back in time
     from lte.feature_store import FeatureStore
 
-    with resource.connect() as con:
+    with resources["duckdb"].connect() as con:
         stored = FeatureStore(con).snapshot(datetime.fromisoformat(earlier), basis=expected.basis_hash)
     assert len(expected) > 0
     _assert_identical(stored, expected)  # ... but the older snapshot joined the history
@@ -220,20 +221,20 @@ def test_refresh_job_runs_shards_in_parallel_processes_on_a_real_instance(home, 
 
     from orchestration.instance import ensure_dagster_home
 
-    path, resource = home
-    with resource.connect(read_only=True) as con:
+    path, resources = home
+    with resources["duckdb"].connect(read_only=True) as con:
         (last_event,) = con.execute("SELECT max(ts) FROM events").fetchone()
     # The cadence partition of the log's last day: its end is the log's live as_of (next midnight).
     partition = last_event.astimezone(UTC).strftime("%Y-%m-%d")
     live_as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
-    settings = resource.settings().model_copy(update={"home": tmp_path / "dagster-owner"})
+    settings = resources["lte_settings"].settings().model_copy(update={"home": tmp_path / "dagster-owner"})
     saved = os.environ.get("DAGSTER_HOME")
     ensure_dagster_home(settings)
     try:
         recon = ReconstructableRepository.for_module(
             "orchestration.definitions", "defs", working_directory=os.getcwd()
         ).get_reconstructable_job("refresh_lte_sharded")
-        run_config = {"resources": {"lte": {"config": {"home": str(path), "encoder": "hashing"}}},
+        run_config = {"resources": {"lte_settings": {"config": {"home": str(path), "encoder": "hashing"}}},
                       "execution": {"config": {"max_concurrent": 2}}}
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(recon, instance=instance, run_config=run_config,
@@ -262,6 +263,6 @@ def test_refresh_job_runs_shards_in_parallel_processes_on_a_real_instance(home, 
 
     as_of = datetime.fromisoformat(live_event.metadata["as_of"].value)
     assert as_of == live_as_of
-    expected, live = _unsharded_and_live(resource, as_of)
+    expected, live = _unsharded_and_live(resources, as_of)
     _assert_identical(live, expected)
     assert live_event.metadata["published_live"].value is True

@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from orchestration.definitions import defs
-from orchestration.resources import LteResource
+from orchestration.resources import lte_resources
 
 
 def test_definitions_resolve_with_every_asset_grouped():
@@ -31,8 +31,8 @@ def test_ndcg_gate_is_blocking():
 def _tick(home, cursor=None):
     from orchestration.sensors import retrain_on_drift
 
-    context = dg.build_sensor_context(cursor=cursor, resources={"lte": LteResource(home=str(home))})
-    return retrain_on_drift(context), context.cursor
+    with dg.build_sensor_context(cursor=cursor, resources=lte_resources(home=str(home))) as context:
+        return retrain_on_drift(context), context.cursor
 
 
 def _home(tmp_path, verdict, retrain_on_drift):
@@ -78,19 +78,21 @@ def test_landing_sensor_and_ingest_job(tmp_path, monkeypatch):
     landing = home / "landing"
     landing.mkdir(parents=True)
     (landing / "a.csv").write_text("user_id,item_id,timestamp\n1,10,1700000000\n2,11,1700000100\nx,12,1700000200\n")
-    resource = LteResource(home=str(home))
-    first = landing_files(dg.build_sensor_context(resources={"lte": resource}))
+    resources = lte_resources(home=str(home))
+    with dg.build_sensor_context(resources=resources) as context:
+        first = landing_files(context)
     assert isinstance(first, dg.RunRequest)
 
     result = defs.resolve_job_def("ingest").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources={"lte": resource}, raise_on_error=False
+        instance=dg.DagsterInstance.ephemeral(), resources=resources, raise_on_error=False
     )
     (materialization,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     assert materialization.metadata["accepted"].value == 2
     assert materialization.metadata["quarantined"].value == 1
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"quarantine_rate_ok": False}  # 1 of 3 rows quarantined > 5 %
-    again = landing_files(dg.build_sensor_context(resources={"lte": resource}))
+    with dg.build_sensor_context(resources=resources) as context:
+        again = landing_files(context)
     assert isinstance(again, dg.SkipReason)
 
 
@@ -105,7 +107,7 @@ def test_ablation_job_writes_the_table_and_logs_it(tmp_path, monkeypatch):
         "dataset": "synthetic", "synthetic_size": "tiny", "epochs": 1,
         "variants": ["uniform"], "integrations": ["prefix"]}}}}
     result = defs.resolve_job_def("ablation").execute_in_process(
-        run_config=run_config, resources={"lte": LteResource(home=str(home))})
+        run_config=run_config, resources=lte_resources(home=str(home)))
     assert result.success
     table = open(result.output_for_node("ablation_table")).read()
     assert "uniform | prefix" in table and "none | none" in table

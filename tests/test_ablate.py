@@ -91,3 +91,8 @@ def test_slsrec_and_dare_rows(quick, tmp_path):
     table = markdown_table(result)
     assert "| none | none | dare-8 |" in table and "SLSRec (uniform/slsrec/sasrec)" in table
     assert result.settings["dare_dims"] == [8]
+    # each DARE row is also compared with the shared-attention row of the same LTE and integration
+    dare_prefix, shared_prefix = result.rows[4], result.rows[1]
+    assert dare_prefix.vs_shared["ndcg@100"]["mean_b"] == pytest.approx(shared_prefix.metrics["ndcg@100"]["mean"])
+    assert result.rows[3].vs_shared["ndcg@100"]["mean_b"] == pytest.approx(result.rows[0].metrics["ndcg@100"]["mean"])
+    assert all(not row.vs_shared for row in result.rows[:3]) and "DARE vs shared attention" in table

@@ -59,6 +59,8 @@ class AblationRow:
     vs_uniform: dict = field(default_factory=dict)
     model: str = "sasrec"  # "sasrec" or "dare-<attn_dim>" (decoupled attention table)
     extra: dict = field(default_factory=dict)  # slsrec: final contrastive term and long-term gate weight
+    # DARE rows only: metric -> PairedDifference dict vs the shared-attention row of the same LTE/integration
+    vs_shared: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -216,6 +218,7 @@ def run_ablation(settings, progress: bool = True, log=print, variants=None, inte
                         base_eval.attention_ratio, base_fit.s_per_epoch, base_fit.best_epoch, len(base_fit.history))]
     history = {"none/none": base_fit.history}
     uniform_evals: dict[tuple[str, str], EvalResult] = {}
+    shared_evals: dict[tuple[str, str], EvalResult] = {("none", "none"): base_eval}
 
     def add_row(variant: str, integration: str, attn_dim: int | None = None) -> None:
         dataset = reference if variant == "none" else datasets[variant]
@@ -228,13 +231,19 @@ def run_ablation(settings, progress: bool = True, log=print, variants=None, inte
         elif variant in VS_UNIFORM and (integration, model) in uniform_evals:
             vs_uniform = {m: paired_difference(evaluation, uniform_evals[integration, model], m, n_boot, seed).to_dict()
                           for m in TABLE_METRICS}
+        vs_shared = {}
+        if attn_dim is None:
+            shared_evals[variant, integration] = evaluation
+        elif (variant, integration) in shared_evals:
+            vs_shared = {m: paired_difference(evaluation, shared_evals[variant, integration], m, n_boot, seed).to_dict()
+                         for m in TABLE_METRICS}
         extra = {}
         if integration == "slsrec":
             extra = {"contrastive": fitted.history[-1]["contrastive"],
                      "long_term_gate": _mean_long_term_gate(fitted.model, dataset.test)}
         rows.append(AblationRow(variant, integration, {m: evaluation.summary[m] for m in STORED_METRICS}, vs_none,
                                 evaluation.attention_ratio, fitted.s_per_epoch, fitted.best_epoch,
-                                len(fitted.history), vs_uniform, model, extra))
+                                len(fitted.history), vs_uniform, model, extra, vs_shared))
         history[f"{variant}/{integration}" + ("" if attn_dim is None else f"/{model}")] = fitted.history
 
     for variant in variants:
@@ -310,6 +319,14 @@ def markdown_table(result: AblationResult) -> str:
         for row in vs_uniform_rows:
             lines.append(f"| {row.lte} | {row.integration} | {row.model} | "
                          + " | ".join(_rel(row.vs_uniform[m]) for m in TABLE_METRICS) + " |")
+    dare_rows = [row for row in result.rows if row.vs_shared]
+    if dare_rows:
+        lines += ["", "DARE vs shared attention (same LTE and integration; paired bootstrap over users):", "",
+                  "| LTE | integration | model | " + " | ".join(f"vs shared @{m.split('@')[1]}" for m in TABLE_METRICS)
+                  + " | s/epoch |", "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+        for row in dare_rows:
+            lines.append(f"| {row.lte} | {row.integration} | {row.model} | "
+                         + " | ".join(_rel(row.vs_shared[m]) for m in TABLE_METRICS) + f" | {row.s_per_epoch:.1f} |")
     for row in result.rows:
         if row.extra:
             lines += ["", f"SLSRec ({row.lte}/{row.integration}/{row.model}): final InfoNCE term "

@@ -19,9 +19,7 @@ snapshot in the file is appended (first write wins, so restoring twice adds noth
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -149,36 +147,3 @@ def restore_lte(con: duckdb.DuckDBPyConnection, store: ArtifactStore, key: str, 
     added = sum(feature_store.write_snapshot(batch) for batch in batches)
     live_rows = feature_store.publish_live(batches[0]) if live else None
     return RestoreReport(key=key, snapshots=len(batches), rows_added=added, live_rows=live_rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lte.lte_export list|restore`: exports of the current LTE_HOME's artifact store."""
-    from lte.config import load_settings
-    from lte.db import connect
-    from lte.storage import open_store
-
-    parser = argparse.ArgumentParser(prog="python -m lte.lte_export", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="export keys, oldest first")
-    listing.add_argument("--table", choices=TABLES)
-    restore = commands.add_parser("restore", help="load one export into $LTE_HOME/lte.duckdb")
-    restore.add_argument("key", help="an export key as `list` prints it")
-    restore.add_argument("--no-live", action="store_true", help="append the snapshot only; leave lte_live as it is")
-    args = parser.parse_args(argv)
-
-    settings = load_settings()
-    store = open_store(settings.storage.uri, settings.artifacts_dir, settings.storage.s3_endpoint_url)
-    if args.command == "list":
-        print("\n".join(list_exports(store, args.table)))
-        return 0
-    con = connect(settings.duckdb_path)
-    try:
-        report = restore_lte(con, store, args.key, live=False if args.no_live else None)
-    finally:
-        con.close()
-    print(json.dumps(report.to_dict()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -173,26 +173,35 @@ class S3Store:
         with_retries(lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data))
         return self.uri(key)
 
+    def _missing(self, exc: Exception) -> bool:
+        response = getattr(exc, "response", None)
+        return isinstance(response, dict) and response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+    def _reading(self, key: str, read: Callable[[], T]) -> T:
+        """A read with retries; a missing key raises FileNotFoundError, as LocalStore does."""
+        try:
+            return with_retries(read)
+        except Exception as exc:
+            if self._missing(exc):
+                raise FileNotFoundError(f"{self.uri(key)} does not exist") from exc
+            raise
+
     def get_file(self, key: str, local_path: Path) -> Path:
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
-        with_retries(lambda: self.client.download_file(self.bucket, self._key(key), str(local_path)))
+        self._reading(key, lambda: self.client.download_file(self.bucket, self._key(key), str(local_path)))
         return local_path
 
     def get_bytes(self, key: str) -> bytes:
-        obj = with_retries(lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key)))
+        obj = self._reading(key, lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key)))
         return obj["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
-            with_retries(lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+            self._reading(key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
             return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise
+        except FileNotFoundError:
+            return False
 
     def _iter_keys(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")

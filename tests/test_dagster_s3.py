@@ -3,6 +3,8 @@ wrote (moto server on 127.0.0.1), and a new, empty LTE_HOME is rebuilt from them
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import dagster as dg
 import numpy as np
@@ -30,7 +32,7 @@ def _read(home, read):
 
 def test_lte_assets_export_to_s3_and_a_new_home_is_restored_from_the_exports(tmp_path, s3_bucket, monkeypatch):
     from assets import basis, ingestion, lte
-    from lte.lte_export import list_exports, main, restore_lte
+    from lte.lte_export import list_exports, restore_lte
     from lte.storage import S3Store
 
     endpoint, bucket = s3_bucket
@@ -86,8 +88,19 @@ def test_lte_assets_export_to_s3_and_a_new_home_is_restored_from_the_exports(tmp
     for key, value in {"LTE_HOME": str(third), "LTE_STORAGE__URI": f"s3://{bucket}/lte",
                        "LTE_STORAGE__S3_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(key, value)
-    assert main(["restore", live_key]) == 0
+    from typer.testing import CliRunner
+
+    from lte.cli import app
+
+    listed = CliRunner().invoke(app, ["embedding", "exports", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert live_key in json.loads(listed.output)
+    restored_cli = CliRunner().invoke(app, ["embedding", "restore", live_key, "--json"])
+    assert restored_cli.exit_code == 0, restored_cli.output
+    assert json.loads(restored_cli.output)["live_rows"] == len(live.user_ids)
     _assert_same(_read(third, lambda fs, con: fs.live()), live)
+    missing = CliRunner().invoke(app, ["embedding", "restore", "lte_exports/lte_live/nope.parquet"])
+    assert missing.exit_code == 1 and "lte embedding exports" in missing.output
 
 
 def test_nothing_is_exported_when_artifacts_are_local(tmp_path, monkeypatch):

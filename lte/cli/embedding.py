@@ -1,4 +1,5 @@
-"""`lte embedding show|backfill`: inspect a user's LTE (live or as of a time) and backfill snapshots."""
+"""`lte embedding show|backfill|exports|restore`: inspect a user's LTE (live or as of a time), backfill
+snapshots, list the Parquet exports on S3 and restore one into this home's feature store."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from lte.cli.app import app, print_json, settings
 
-embedding_app = typer.Typer(help="Long-term embeddings: show one user's LTE, backfill snapshots.",
+embedding_app = typer.Typer(help="Long-term embeddings: show one user's LTE, backfill snapshots, restore exports.",
                             no_args_is_help=True)
 app.add_typer(embedding_app, name="embedding")
 
@@ -159,3 +160,46 @@ def backfill_command(
         table.add_row(*(str(r[c]) for c in ("as_of", "status", "users", "rows_added", "empty_share", "seconds")))
     Console().print(table)
     typer.echo(f"{summary['rows_added']} rows added over {len(times)} snapshot times")
+
+
+@embedding_app.command("exports")
+def exports(
+    table: Annotated[str | None, typer.Option(help="lte_snapshots | lte_live (default both)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the Parquet exports of LTE tables in the artifact store (written when it is on S3), oldest first."""
+    from lte.lte_export import TABLES, list_exports
+
+    if table is not None and table not in TABLES:
+        _fail(f"--table {table!r}: use one of {', '.join(TABLES)}")
+    keys = list_exports(_artifact_store(settings()), table)
+    if as_json:
+        print_json(keys)
+    else:
+        typer.echo("\n".join(keys) if keys else "no LTE exports in the artifact store (they are written when "
+                   "storage.uri is s3://)")
+
+
+@embedding_app.command("restore")
+def restore(
+    key: Annotated[str, typer.Argument(help="An export key as `lte embedding exports` prints it.")],
+    no_live: Annotated[bool, typer.Option("--no-live", help="Append the snapshot only; leave lte_live as it is.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Load one export into this home's feature store (idempotent); an lte_live export is made live again."""
+    from lte.db import connect
+    from lte.lte_export import restore_lte
+
+    s = settings()
+    con = connect(s.duckdb_path)
+    try:
+        report = restore_lte(con, _artifact_store(s), key, live=False if no_live else None)
+    except (FileNotFoundError, KeyError, LookupError) as exc:
+        _fail(f"cannot restore {key}: {exc}. List the keys with `lte embedding exports`")
+    finally:
+        con.close()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        live = f", {report.live_rows} live rows" if report.live_rows is not None else ""
+        typer.echo(f"restored {key}: {report.snapshots} snapshot(s), {report.rows_added} rows added{live}")

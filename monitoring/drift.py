@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from lte.storage import atomic_write_bytes
+
 if TYPE_CHECKING:
     from evidently import Report
     from evidently.core.report import Snapshot
@@ -330,7 +332,8 @@ def drift_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path, json_path = out / f"{name}.html", out / f"{name}.json"
-    snapshot.save_html(str(html_path))
+    # Written whole or not at all (temp file + rename), like every other artifact of a run.
+    atomic_write_bytes(html_path, snapshot.get_html_str(as_iframe=False).encode("utf-8"))
     summary = _summary(metric_values, ref_frame, cur_frame)
     result = DriftResult(
         drifted=bool(drifted),
@@ -355,7 +358,8 @@ def drift_report(
         snapshot=snapshot,
     )
     # One JSON document: our verdict first, then Evidently's own snapshot (metrics, tests, config).
-    json_path.write_text(json.dumps({"verdict": result.to_dict(), "evidently": snapshot.dict()}, default=str))
+    atomic_write_bytes(json_path, json.dumps({"verdict": result.to_dict(), "evidently": snapshot.dict()},
+                                             default=str).encode("utf-8"))
     return result
 
 

@@ -68,6 +68,16 @@ def test_paired_difference_sees_a_consistent_small_gain():
     assert same.diff == 0 and same.diff_lo == 0 and same.diff_hi == 0
 
 
+def test_relative_ci_stays_defined_when_few_users_ever_hit():
+    """16 users, one hit in the top 10 each side: many resamples have NDCG@10 = 0 on both sides."""
+    users = np.arange(16)
+    ranks_a, ranks_b = np.full(16, 500), np.full(16, 500)
+    ranks_a[3], ranks_b[7] = 0, 2
+    d = paired_difference(summarize("a", ranks_a, users), summarize("b", ranks_b, users), "ndcg@10", n_bootstrap=500)
+    assert not math.isnan(d.relative_lo) and not math.isnan(d.relative_hi)
+    assert d.relative_lo <= d.relative <= d.relative_hi
+
+
 def test_paired_difference_refuses_disjoint_users():
     a = summarize("a", np.array([0]), np.array([1]))
     b = summarize("b", np.array([0]), np.array([2]))

@@ -178,7 +178,10 @@ def paired_difference(a: EvalResult, b: EvalResult, metric: str, n_bootstrap: in
     ma, mb = va[index].mean(1), vb[index].mean(1)
     diff_lo, diff_hi = _ci(ma - mb)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_lo, rel_hi = _ci(ma / mb - 1)
+        # A resample where both means are 0 is no change (0/0 would void the CI); one where only b's
+        # is 0 is +inf, and the bound is then taken without interpolation (inf - inf is nan too).
+        relative_samples = np.where((ma == 0) & (mb == 0), 0.0, ma / mb - 1)
+        rel_lo, rel_hi = (float(v) for v in np.percentile(relative_samples, [2.5, 97.5], method="nearest"))
         relative = float(va.mean() / vb.mean() - 1) if vb.mean() > 0 else float("nan")
     return PairedDifference(metric, int(len(common)), float(va.mean()), float(vb.mean()),
                             float(va.mean() - vb.mean()), diff_lo, diff_hi, relative, rel_lo, rel_hi)

@@ -181,7 +181,8 @@ def lte_live(
     with duckdb.connect() as con:
         _, last = time_range(con)
         batch = embeddings.compute_lte(con, basis, _live_as_of(last).to_pydatetime(), variant_settings(settings, basis.hash))
-        chart = plots.norm_histogram(batch.vectors, batch.n_events, f"Live LTE norms, as_of {batch.as_of:%Y-%m-%d}")
+        chart = plots.norm_histogram(batch.token_vectors()[:, 0], batch.n_events,  # largest interest if k > 1
+                                     f"Live LTE norms, as_of {batch.as_of:%Y-%m-%d}")
         FeatureStore(con).publish_live(batch)  # snapshot + live swap: one transaction
         export = _export_to_s3(context, con, artifact_store, "lte_live", batch.basis_hash, batch.variant, [batch.as_of])
     png = atomic_write_bytes(settings.artifacts_dir / "plots" / context.run_id / chart.file_name, chart.png)

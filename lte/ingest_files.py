@@ -16,9 +16,12 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -48,15 +51,33 @@ class FileVerdict(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
 class FileFacts:
-    """What one streaming pass over the bytes tells: identity and whole-file sanity."""
+    """What the bytes tell: identity (sha256), size, the first HEAD_BYTES and line breaks.
 
-    sha256: str
-    size: int
-    newlines: int
-    ends_with_newline: bool
-    head: bytes
+    The sha256 is one pass over the file, optionally in a background thread while the file is
+    loaded (`sha256` waits for it); line breaks are counted only when a verdict needs them (a
+    header-only file, a truncated last line): counting took two thirds of the hash's time.
+    """
+
+    def __init__(self, path: Path, size: int, head: bytes, ends_with_newline: bool, sha256: str | Future[str]):
+        self.path, self.size, self.head, self.ends_with_newline = path, size, head, ends_with_newline
+        self._sha256 = sha256
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256 if isinstance(self._sha256, str) else self._sha256.result()
+
+    @cached_property
+    def newlines(self) -> int:
+        count = 0
+        with open(self.path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                count += chunk.count(b"\n")
+        return count
+
+    def at_least_newlines(self, n: int) -> bool:
+        """Whether the file holds at least n line breaks (decided from the head when it can be)."""
+        return self.head.count(b"\n") >= n or self.newlines >= n
 
 
 @dataclass(frozen=True)
@@ -69,17 +90,26 @@ class LandingFile:
     content_hash: str
 
 
-def file_facts(path: Path) -> FileFacts:
-    digest, size, newlines, head, last = hashlib.sha256(), 0, 0, b"", b""
+def file_sha256(path: Path) -> str:
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-            size += len(chunk)
-            newlines += chunk.count(b"\n")
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-            last = chunk[-1:]
-    return FileFacts(digest.hexdigest(), size, newlines, last == b"\n", head)
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def file_facts(path: Path, hash_in_background: bool = False) -> FileFacts:
+    """Facts of a file; with `hash_in_background` the sha256 is computed by a thread (hashlib and
+    file reads release the GIL, as DuckDB does while it loads the file)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(HEAD_BYTES)
+        fh.seek(max(size - 1, 0))
+        last = fh.read(1)
+    if hash_in_background:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lte-sha256")
+        sha256: str | Future[str] = pool.submit(file_sha256, path)
+        pool.shutdown(wait=False)  # its thread ends with the hash
+    else:
+        sha256 = file_sha256(path)
+    return FileFacts(path, size, head, last == b"\n", sha256)
 
 
 def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
@@ -291,11 +321,10 @@ def _ingest_csv(con, path: Path, facts: FileFacts, label: str, mapping: dict[str
     resolved = _resolve_columns(header, mapping, kind)
     if kind == "items":
         return _ingest_items_frame(con, _read_items_csv(con, path, header, resolved, delimiter), label, facts.sha256)
-    if facts.newlines <= 1 and facts.ends_with_newline or facts.newlines == 0:
+    if not facts.at_least_newlines(2) and (facts.ends_with_newline or not facts.at_least_newlines(1)):
         raise FileVerdict("no data rows: the file holds only a header")
 
     select, params = _csv_source_select(path, header, resolved, delimiter)
-    last_line = facts.newlines if facts.ends_with_newline else facts.newlines + 1
 
     def locate(bad: list[BadRow], staged: int) -> list[QuarantineRow]:
         reject_reasons = _csv_rejects(con)
@@ -309,10 +338,9 @@ def _ingest_csv(con, path: Path, facts: FileFacts, label: str, mapping: dict[str
             )
         rows = [QuarantineRow(*rejected_raw.get(record, (None, "")), reason) for record, reason in reject_reasons.items()]
         rows += [QuarantineRow(*found[b.ordinal], b.reason) for b in bad]
-        lines = {r.line_no for r in rows}
-        if not facts.ends_with_newline and last_line in lines:
+        if not facts.ends_with_newline and facts.newlines + 1 in {r.line_no for r in rows}:
             raise FileVerdict(
-                f"truncated last line {last_line} (no final newline and the row is incomplete): "
+                f"truncated last line {facts.newlines + 1} (no final newline and the row is incomplete): "
                 "the file looks cut off; re-upload the complete file"
             )
         encoding_rows = sum(r.reason.startswith("invalid encoding") for r in rows)
@@ -321,7 +349,7 @@ def _ingest_csv(con, path: Path, facts: FileFacts, label: str, mapping: dict[str
         return sorted(rows, key=lambda r: r.line_no or 0)
 
     try:
-        return events.ingest_staged(con, select, params, label, facts.sha256, locate, on_stage=on_stage)
+        return events.ingest_staged(con, select, params, label, lambda: facts.sha256, locate, on_stage=on_stage)
     finally:
         _drop_rejects(con)
 
@@ -430,7 +458,7 @@ def _ingest_parquet(con, path: Path, facts: FileFacts, label: str, mapping: dict
         ).fetchall())
         return [QuarantineRow(b.line_no, raw[b.line_no], b.reason) for b in bad]
 
-    return events.ingest_staged(con, select, [str(path)], label, facts.sha256, locate, on_stage=on_stage)
+    return events.ingest_staged(con, select, [str(path)], label, lambda: facts.sha256, locate, on_stage=on_stage)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,6 +528,7 @@ def _ingest_items_frame(con, frame: pd.DataFrame, label: str, content_hash: str,
     ).drop_duplicates("item_id")
     events.ensure_schema(con)
     with events.transaction(con):
+        events.refuse_known_content(con, content_hash)
         added = catalog.upsert_items(con, items) if len(items) else 0
         if quarantined:
             events.write_quarantine(con, label, quarantined)
@@ -533,18 +562,21 @@ def ingest_file(
     events.ensure_schema(con)
     started_at = datetime.now(UTC)
     fmt = file_format(path)
+    # A name ingested before is likely the same content again: hash first and skip at once. Else the
+    # hash runs while the file loads, and known content is refused just before commit (rollback).
+    hash_first = events.name_ingested_before(con, label)
     try:
         if not path.is_file():
             raise FileVerdict(f"no such file: {path}")
-        facts = file_facts(path)
+        facts = file_facts(path, hash_in_background=not hash_first)
+        if hash_first:
+            events.refuse_known_content(con, facts.sha256)
     except (FileVerdict, OSError) as exc:
         report = IngestReport(label, None, 0, 0, 0, 0, events.REJECTED, getattr(exc, "reason", str(exc)))
         events.record_ingestion(con, report, started_at)
         return report
-    previous = events.previous_ingestion(con, facts.sha256)
-    if previous:
-        report = IngestReport(label, facts.sha256, 0, 0, 0, 0, events.SKIPPED,
-                              f"identical content already ingested from {previous[0]} at {previous[1]:%Y-%m-%d %H:%M:%S}")
+    except events.AlreadyIngested as known:
+        report = IngestReport(label, facts.sha256, 0, 0, 0, 0, events.SKIPPED, known.reason)
         events.record_ingestion(con, report, started_at)
         return report
     try:
@@ -559,8 +591,10 @@ def ingest_file(
         return _ingest_parquet(con, path, facts, label, mapping, kind, on_stage)
     except FileVerdict as verdict:
         report = IngestReport(label, facts.sha256, 0, 0, 0, 0, events.REJECTED, verdict.reason)
-        events.record_ingestion(con, report, started_at)
-        return report
+    except events.AlreadyIngested as known:
+        report = IngestReport(label, facts.sha256, 0, 0, 0, 0, events.SKIPPED, known.reason)
+    events.record_ingestion(con, report, started_at)
+    return report
 
 
 def list_landing(landing_uri: str, endpoint_url: str | None = None, cache_dir: Path | None = None) -> list[LandingFile]:
@@ -584,15 +618,15 @@ def list_landing(landing_uri: str, endpoint_url: str | None = None, cache_dir: P
             local = cache / store.bucket / store._key(key) / etag / Path(key).name
             if not local.exists():
                 store.get_file(key, local)
-            found.append(LandingFile(store.uri(key), local, local.stat().st_size, file_facts(local).sha256))
+            found.append(LandingFile(store.uri(key), local, local.stat().st_size, file_sha256(local)))
         return found
     root = Path(landing_uri.removeprefix("file://"))
     if root.is_file():
-        return [LandingFile(str(root), root, root.stat().st_size, file_facts(root).sha256)]
+        return [LandingFile(str(root), root, root.stat().st_size, file_sha256(root))]
     store = LocalStore(root)
     return [
         LandingFile(str(store.local_path(key)), store.local_path(key), store.local_path(key).stat().st_size,
-                    file_facts(store.local_path(key)).sha256)
+                    file_sha256(store.local_path(key)))
         for key in store.list()
         if file_format(key) is not None and not Path(key).name.startswith(".")
     ]

@@ -160,3 +160,89 @@ def test_fast_rules_agree_with_the_worded_rules(rows):
     for (ok, u, it, ts), (user_id, item_id, _, _) in zip(judged, rows, strict=True):
         if ok:
             assert u == int(user_id.strip(" ")) and it == int(item_id.strip(" ")) and ts is not None
+
+
+def test_source_and_ingested_at_come_from_the_ingestion(con):
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [3, 4], "ts": [1_700_000_000, 1_700_000_001]})
+    events.ingest_frame(con, frame, "first")
+    events.ingest_frame(con, frame.assign(ts=frame["ts"] + 10), "second")
+    rows = con.execute("SELECT e.source, e.ingested_at = i.finished_at, count(*) FROM events e "
+                       "JOIN ingestions i ON i.file = e.source GROUP BY ALL ORDER BY 1").fetchall()
+    assert rows == [("first", True, 2), ("second", True, 2)]
+    assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'events'").fetchall() \
+        == [("VIEW",)]
+
+
+OLD_EVENTS_TABLE = """CREATE TABLE events (
+    user_id BIGINT NOT NULL, item_id BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL, event_type VARCHAR NOT NULL,
+    source VARCHAR, ingested_at TIMESTAMPTZ,
+    event_id VARCHAR AS (sha256(concat_ws('|', user_id, item_id, epoch_us(ts), event_type))) VIRTUAL)"""
+
+
+def test_a_store_of_the_old_layout_is_migrated_on_first_write(tmp_path):
+    """Before decision 16 `events` was a table with a VIRTUAL event_id: readers keep working on it,
+    the first writer copies it into event_log/event_batches, and every column reads the same."""
+    from lte.db import connect
+
+    path = tmp_path / "old.duckdb"
+    con = connect(path)
+    con.execute(OLD_EVENTS_TABLE)
+    con.execute("""INSERT INTO events (user_id, item_id, ts, event_type, source, ingested_at) VALUES
+        (1, 10, '2024-01-01 00:00:00+00', 'view', 'a.csv', '2024-02-01 00:00:00+00'),
+        (2, 11, '2024-01-02 00:00:00+00', 'buy', 'a.csv', '2024-02-01 00:00:00+00'),
+        (1, 12, '2024-01-03 00:00:00+00', 'view', 'b.csv', '2024-03-01 00:00:00+00')""")
+    every_column = "SELECT user_id, item_id, ts, event_type, source, ingested_at, event_id FROM events ORDER BY ts"
+    before = con.execute(every_column).fetchall()
+    con.close()
+    reader = connect(path, read_only=True)
+    assert events.event_count(reader) == 3  # read-only: the old table is read as it is
+    reader.close()
+    con = connect(path)
+    events.ensure_schema(con)
+    assert con.execute(every_column).fetchall() == before
+    assert con.execute(f"SELECT count(*) FROM {events.EVENT_BATCHES}").fetchall() == [(2,)]
+    # Known events stay duplicates; new ones get the next batch.
+    frame = pd.DataFrame({"user_id": [1, 3], "item_id": [10, 13], "ts": ["2024-01-01", "2024-04-01"],
+                          "event_type": ["view", "view"]})
+    report = events.ingest_frame(con, frame, "c")
+    assert (report.accepted, report.duplicates) == (1, 1)
+    assert con.execute("SELECT source, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("a.csv", 2), ("b.csv", 1), ("c", 1)]
+    con.close()
+
+
+def test_a_foreign_events_table_is_refused_with_a_clear_error(con):
+    con.execute("CREATE TABLE events (event_id VARCHAR, user_id BIGINT)")
+    with pytest.raises(RuntimeError, match="rename or drop that table"):
+        events.ensure_schema(con)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(0, 50), max_size=40), batch_rows=st.sampled_from([1, 2, 3, 7, 1 << 20]),
+       n=st.integers(1, 3000), cut_at=st.lists(st.floats(0, 1), max_size=8),
+       block_order=st.randoms(use_true_random=False), step=st.integers(1, 1000))
+def test_timestamps_distinct_is_a_proof(values, batch_rows, n, cut_at, block_order, step):
+    """_timestamps_distinct never calls repeating values distinct, and proves a time-ordered input
+    also when an unordered insert stored it as blocks (some of a few rows) in another order
+    (batches of >= 3 rows: it reads a million at a time)."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    previous = events.TIME_BATCH_ROWS
+    try:
+        events.TIME_BATCH_ROWS = batch_rows
+        con.register("arbitrary", pa.table({"m": pa.array(values, type=pa.int64())}))
+        if events._timestamps_distinct(con, "SELECT m FROM arbitrary"):
+            assert len(set(values)) == len(values)
+        events.TIME_BATCH_ROWS = max(batch_rows, 3)
+        blocks = np.split(np.arange(n, dtype=np.int64) * step, sorted({int(c * n) for c in cut_at}))
+        block_order.shuffle(blocks)
+        con.register("blocks", pa.table({"m": np.concatenate(blocks)}))
+        assert events._timestamps_distinct(con, "SELECT m FROM blocks")
+        repeated = np.concatenate([*blocks, blocks[0][-1:] if len(blocks[0]) else [0]])
+        con.register("repeated", pa.table({"m": repeated.astype(np.int64)}))
+        assert not events._timestamps_distinct(con, "SELECT m FROM repeated")
+    finally:
+        events.TIME_BATCH_ROWS = previous

@@ -102,10 +102,31 @@ def test_same_file_twice_is_skipped_and_known_events_are_duplicates(con, tmp_pat
     assert (first.accepted, first.status) == (500, events.OK)
     again = ingest_files.ingest_file(con, path)
     assert again.status == events.SKIPPED and "already ingested" in again.reason
+    assert again.content_hash == first.content_hash
     overlap = canonical_csv(tmp_path / "b.csv", 300, offset=400)  # 100 known + 200 new
     third = ingest_files.ingest_file(con, overlap)
     assert (third.accepted, third.duplicates) == (200, 100)
     assert events.event_count(con) == 700
+
+
+def test_same_content_under_a_new_name_is_refused_before_commit(con, tmp_path, monkeypatch):
+    """A new name is loaded while its sha256 is computed; known content is found before commit,
+    rolled back, and reported as skipped, as when the name was known and the hash came first."""
+    first = ingest_files.ingest_file(con, canonical_csv(tmp_path / "a.csv", 500))
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes((tmp_path / "a.csv").read_bytes())
+    hashed_in_background = []
+    facts = ingest_files.file_facts
+    monkeypatch.setattr(ingest_files, "file_facts",
+                        lambda path, hash_in_background=False: hashed_in_background.append(hash_in_background)
+                        or facts(path, hash_in_background))
+    again = ingest_files.ingest_file(con, copy)
+    assert hashed_in_background == [True]
+    assert again.status == events.SKIPPED and str(tmp_path / "a.csv") in again.reason
+    assert again.content_hash == first.content_hash
+    assert events.event_count(con) == 500
+    assert con.execute(f"SELECT count(*) FROM {events.EVENT_BATCHES}").fetchall() == [(1,)]
+    assert con.execute("SELECT status FROM ingestions ORDER BY finished_at").fetchall() == [("ok",), ("skipped",)]
 
 
 def _count_careful_passes(monkeypatch) -> list[str]:
@@ -208,7 +229,7 @@ def test_formats_and_column_mapping_give_the_same_events(con, tmp_path):
     mapping = "uid=user_id,iid=item_id"  # ts is a built-in alias of timestamp
     reports = {}
     for name in ("e.csv", "e.tsv", "e.jsonl", "e.parquet"):
-        con.execute("DELETE FROM events") if name != "e.csv" else None
+        con.execute(f"DELETE FROM {events.EVENT_LOG}") if name != "e.csv" else None
         reports[name] = ingest_files.ingest_file(con, tmp_path / name, columns=mapping)
         got = con.execute("SELECT user_id, item_id, epoch(ts)::BIGINT, event_type FROM events ORDER BY user_id").fetchall()
         assert got == [(1, 5, 1_700_000_000, "view"), (2, 6, 1_700_000_100, "cart"), (3, 7, 1_700_000_200, "view")], name
@@ -228,6 +249,8 @@ def test_item_catalog_files_use_upsert_items(con, tmp_path):
     assert list(items["item_id"]) == [1, 4] and items["text"].iloc[0] == "red boots"
     reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY line_no").fetchall()]
     assert reasons == ["missing text", 'item_id is not a non-negative integer: "abc"', "attributes is not a JSON object"]
+    copy = ingest_files.ingest_file(con, write(tmp_path, "items_copy.csv", body))  # known content, new name
+    assert copy.status == events.SKIPPED and con.execute("SELECT count(*) FROM quarantine").fetchall() == [(3,)]
 
 
 def test_pending_files_in_a_local_landing_dir(con, tmp_path):

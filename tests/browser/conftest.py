@@ -49,10 +49,16 @@ PIPELINE_RUN_S = 600
 
 def pytest_collection_modifyitems(items):
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
+    in_browser = [here in Path(str(item.fspath)).parents for item in items]
+    for item, browser_test in zip(items, in_browser, strict=True):
+        if browser_test:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
+    # Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread
+    # until the session-scoped browser stops, and asyncio.run() (Dagster's automation evaluation)
+    # fails in any test that would run after them in the same session.
+    items[:] = [i for i, b in zip(items, in_browser, strict=True) if not b] + \
+               [i for i, b in zip(items, in_browser, strict=True) if b]
 
 
 def chromium_path() -> str | None:

@@ -7,7 +7,8 @@ ratio_vs_bound = bound seconds / our seconds (1.0 = no overhead beyond the produ
 
     .venv/bin/python bench/lte.py            # ~2-3 minutes on 2 cores, ~3 GB peak RSS
     .venv/bin/python bench/lte.py --events 1000000 --users 10000   # quick look
-Rows: uniform, recency and autoencoder (issue 10: users/s vs uniform) at the first dim; uniform at the others.
+Rows: uniform, recency, autoencoder (issue 10: users/s vs uniform) and multi_interest (ENCODE, k = 4
+spherical k-means per user) at the first dim; uniform at the others.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main() -> None:
     for dim in args.dims:
         basis = build_basis(item_ids, [f"item {i}" for i in item_ids], RandomEncoder(dim))
         bound, nnz = bound_seconds(con, basis, args.repeats)
-        variants = ("uniform", "recency", "autoencoder") if dim == args.dims[0] else ("uniform",)
+        variants = ("uniform", "recency", "autoencoder", "multi_interest") if dim == args.dims[0] else ("uniform",)
         for variant in variants:
             config = LteSettings(lag_days=LAG_DAYS, window_days=WINDOW_DAYS, variant=variant,
                                  autoencoder_checkpoint=_encoder_checkpoint(basis) if variant == "autoencoder" else None)
@@ -131,17 +132,18 @@ def main() -> None:
             results.append({"variant": variant, "dim": dim, "events_in_window": nnz, "users": users,
                             "ours_s": ours, "bound_s": bound, "ratio_vs_bound": bound / ours})
 
-    header = f"{'variant':<11} {'dim':>4} {'events':>11} {'users':>8} {'ours s':>8} {'matmul s':>9} {'ratio':>6}"
+    header = f"{'variant':<14} {'dim':>4} {'events':>11} {'users':>8} {'ours s':>8} {'matmul s':>9} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r['variant']:<11} {r['dim']:>4} {r['events_in_window']:>11,} {r['users']:>8,} "
+        print(f"{r['variant']:<14} {r['dim']:>4} {r['events_in_window']:>11,} {r['users']:>8,} "
               f"{r['ours_s']:>8.2f} {r['bound_s']:>9.2f} {r['ratio_vs_bound']:>6.2f}")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (whole process, incl. the in-memory event table): {peak_rss_mb:.0f} MB")
     uniform, encoder = results[0], next(r for r in results if r["variant"] == "autoencoder")
-    print(f"autoencoder vs uniform ({uniform['dim']}-d): {uniform['users'] / encoder['ours_s']:,.0f} vs "
-          f"{uniform['users'] / uniform['ours_s']:,.0f} users/s")
+    interests = next(r for r in results if r["variant"] == "multi_interest")
+    print(f"users/s ({uniform['dim']}-d): uniform {uniform['users'] / uniform['ours_s']:,.0f}, autoencoder "
+          f"{uniform['users'] / encoder['ours_s']:,.0f}, multi_interest {uniform['users'] / interests['ours_s']:,.0f}")
     head = results[0]
     print(json.dumps({
         "seconds": round(head["ours_s"], 3), "ratio_vs_bound": round(head["ratio_vs_bound"], 3),
@@ -150,6 +152,7 @@ def main() -> None:
         "items": args.items,
         "users_per_s_uniform": round(uniform["users"] / uniform["ours_s"], 1),
         "users_per_s_autoencoder": round(encoder["users"] / encoder["ours_s"], 1),
+        "users_per_s_multi_interest": round(interests["users"] / interests["ours_s"], 1),
         "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in results],
     }))
 

@@ -96,3 +96,24 @@ def test_slsrec_and_dare_rows(quick, tmp_path):
     assert dare_prefix.vs_shared["ndcg@100"]["mean_b"] == pytest.approx(shared_prefix.metrics["ndcg@100"]["mean"])
     assert result.rows[3].vs_shared["ndcg@100"]["mean_b"] == pytest.approx(result.rows[0].metrics["ndcg@100"]["mean"])
     assert all(not row.vs_shared for row in result.rows[:3]) and "DARE vs shared attention" in table
+
+
+def test_cli_runs_multi_interest_with_dare_rows_and_rejects_bad_widths(quick, tmp_path):
+    from typer.testing import CliRunner
+
+    import lte.cli.ablate  # noqa: F401  (registers the command)
+    from lte.cli.app import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["ablate", "--size", "tiny", "--dare", "16,wide", "--json"])
+    assert bad.exit_code != 0 and "--dare" in bad.output
+    run = runner.invoke(app, ["ablate", "--dataset", "synthetic", "--size", "tiny", "--epochs", "1",
+                              "--variants", "multi_interest", "--integrations", "prefix", "--dare", "8",
+                              "--out-dir", str(tmp_path / "cli"), "--json"])
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.output)
+    assert [(r["lte"], r["integration"], r["model"]) for r in result["rows"]] == [
+        ("none", "none", "sasrec"), ("multi_interest", "prefix", "sasrec"),
+        ("none", "none", "dare-8"), ("multi_interest", "prefix", "dare-8")]
+    assert "multi_interest/prefix/dare-8_vs_none_ndcg@100" in result["vs_none_ndcg@100"]
+    assert result["data_stats"]["lte_tokens"] == quick.lte.interests

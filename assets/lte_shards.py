@@ -169,19 +169,34 @@ def load_shards(store: ArtifactStore, plan: dict) -> LteBatch:
 
 
 def publish_shards(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource,
-                   plan: dict) -> tuple[LteBatch, bool]:
+                   plan: dict) -> tuple[LteBatch, bool, int]:
     """Append the plan's snapshot from its shard files and make it live (one transaction), unless
-    live already holds a later as_of. Returns (batch, published_live). The only writing step."""
-    batch = load_shards(artifact_store.store(), plan)
+    live already holds a later as_of; then prune older shard files. Returns (batch, published_live,
+    shard files deleted). The only writing step."""
+    files = artifact_store.store()
+    batch = load_shards(files, plan)
     with duckdb.connect() as con:
         store = FeatureStore(con)
         store.ensure_schema()
         (live_as_of,) = con.execute("SELECT max(as_of) FROM lte_live").fetchall()[0]
-        if live_as_of is not None and pd.Timestamp(live_as_of) > pd.Timestamp(batch.as_of):
+        published = live_as_of is None or pd.Timestamp(live_as_of) <= pd.Timestamp(batch.as_of)
+        if published:
+            store.publish_live(batch)
+        else:
             store.write_snapshot(batch)
-            return batch, False
-        store.publish_live(batch)
-    return batch, True
+    return batch, published, prune_shard_files(files, plan)
+
+
+def prune_shard_files(store: ArtifactStore, plan: dict) -> int:
+    """Delete the shard files of as_of values older than the plan's (same basis and variant), once
+    the plan is published: their snapshots are in the feature store, the files are scratch. The
+    plan's own files stay, so a retried publish still finds them. Returns the number deleted."""
+    prefix = f"{SHARD_PREFIX}/{plan['basis_hash']}/{plan['variant']}/"
+    current = as_of_key(datetime.fromisoformat(plan["as_of"]))
+    stale = [key for key in store.list(prefix) if key[len(prefix):].split("/", 1)[0] < current]
+    for key in stale:  # as_of keys (20250301T000000Z) sort in time order
+        store.delete(key)
+    return len(stale)
 
 
 def live_sanity(duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource) -> LteSanity:
@@ -201,11 +216,11 @@ def _shard_metadata(key: str, batch: LteBatch, store: ArtifactStore, plan: dict)
     }
 
 
-def _live_metadata(batch: LteBatch, published: bool, plan: dict) -> dict:
+def _live_metadata(batch: LteBatch, published: bool, plan: dict, pruned: int) -> dict:
     figures = lte_set_figures(batch)
     return {
         "as_of": plan["as_of"], "basis_hash": plan["basis_hash"], "variant": plan["variant"],
-        "shards": plan["count"], "published_live": published,
+        "shards": plan["count"], "published_live": published, "older_shard_files_deleted": pruned,
         "users": figures["users"], "users_without_lte": figures["users_without_lte"],
         "empty_share": figures["empty_share"], "mean_norm": figures["mean_norm"],
         "n_events_histogram": dg.MetadataValue.md(figures["n_events_histogram"]),
@@ -253,10 +268,10 @@ def lte_live_sharded(
     context: dg.AssetExecutionContext, duckdb: DuckDBStoreResource, artifact_store: ArtifactStoreResource
 ) -> dg.MaterializeResult:
     plan = plan_refresh(duckdb, artifact_store, as_of=context.run.tags.get(AS_OF_TAG))
-    batch, published = publish_shards(duckdb, artifact_store, plan)
+    batch, published, pruned = publish_shards(duckdb, artifact_store, plan)
     if not published:
         context.log.info(f"live holds a later snapshot than {plan['as_of']}: appended to history only")
-    return dg.MaterializeResult(metadata=_live_metadata(batch, published, plan))
+    return dg.MaterializeResult(metadata=_live_metadata(batch, published, plan, pruned))
 
 
 LIVE_CHECK = "lte_live_sharded_sane"
@@ -309,8 +324,9 @@ def publish_lte_shards(context: dg.OpExecutionContext, duckdb: DuckDBStoreResour
                        artifact_store: ArtifactStoreResource, plan: dict, shard_files: list[str]) -> None:
     if len(set(shard_files)) != plan["count"]:
         raise ValueError(f"expected {plan['count']} distinct shard files, got {sorted(shard_files)}")
-    batch, published = publish_shards(duckdb, artifact_store, plan)
-    context.log_event(dg.AssetMaterialization(asset_key=lte_live_sharded.key, metadata=_live_metadata(batch, published, plan)))
+    batch, published, pruned = publish_shards(duckdb, artifact_store, plan)
+    context.log_event(dg.AssetMaterialization(asset_key=lte_live_sharded.key,
+                                              metadata=_live_metadata(batch, published, plan, pruned)))
     sanity = live_sanity(duckdb, artifact_store)
     context.log_event(dg.AssetCheckEvaluation(asset_key=lte_live_sharded.key, check_name=LIVE_CHECK,
                                               passed=sanity.passed, metadata=sanity.metadata()))

@@ -63,6 +63,7 @@ class ArtifactStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
     def uri(self, key: str) -> str: ...
 
 
@@ -103,6 +104,19 @@ class LocalStore:
             for p in base.rglob("*")
             if p.is_file() and not p.name.endswith(".tmp") and p.relative_to(base).as_posix().startswith(prefix)
         )
+
+    def delete(self, key: str) -> None:
+        """Remove a key (a missing key is fine: deleting is idempotent) and the directories it
+        leaves empty, as an S3 prefix disappears with its last key."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()  # only succeeds when empty
+            except OSError:
+                break
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -213,6 +227,10 @@ class S3Store:
 
     def list(self, prefix: str = "") -> list[str]:
         return sorted(with_retries(lambda: list(self._iter_keys(prefix))))
+
+    def delete(self, key: str) -> None:
+        """Remove a key (S3 answers a missing key with success: deleting is idempotent)."""
+        with_retries(lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

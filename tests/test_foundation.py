@@ -41,6 +41,11 @@ def test_local_store_roundtrip_and_escape(tmp_path):
     assert store.get_bytes("x/y.bin") == b"abc"
     assert store.exists("x/y.bin") and not store.exists("x/z.bin")
     assert store.list("x/") == ["x/y.bin"]
+    with pytest.raises(FileNotFoundError):
+        store.get_bytes("x/z.bin")
+    store.delete("x/y.bin")
+    store.delete("x/y.bin")  # idempotent
+    assert store.list("x/") == []
     with pytest.raises(ValueError, match="escapes"):
         store.put_bytes(b"no", "../outside")
 
@@ -58,6 +63,11 @@ def test_s3_store_roundtrip(s3_bucket, tmp_path):
     assert store.list("basis/") == ["basis/h1/manifest.json", "basis/h1/vectors.npy"]
     assert store.get_file("basis/h1/vectors.npy", tmp_path / "g.bin").read_bytes() == b"\x00\x01"
     assert store.uri("k") == f"s3://{bucket}/prefix/k"
+    with pytest.raises(FileNotFoundError, match="basis/h2"):  # a missing key reads like LocalStore's
+        store.get_bytes("basis/h2/manifest.json")
+    store.delete("basis/h1/vectors.npy")
+    store.delete("basis/h1/vectors.npy")  # idempotent
+    assert store.list("basis/") == ["basis/h1/manifest.json"]
 
 
 def test_catalog_alone_equals_the_generated_catalog():

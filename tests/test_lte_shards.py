@@ -21,6 +21,7 @@ from lte.embeddings import LteBatch, compute_lte
 from lte.lte_checks import lte_sanity, n_events_histogram_markdown
 from orchestration.partitions import (
     SHARD_COUNT,
+    as_of_key,
     parse_shard_key,
     refresh_as_of,
     refresh_cadence,
@@ -183,7 +184,7 @@ def test_shard_partitions_then_one_writer_equal_the_unsharded_lte(home):
 
 
 def test_publish_refuses_incomplete_shards_and_never_moves_live_back(home):
-    _, resources = home
+    path, resources = home
     instance = dg.DagsterInstance.ephemeral()
     _materialize_shards(resources, instance)  # live at the event log's as_of, later than `earlier`
     assert dg.materialize([lte_live_sharded], resources=resources, instance=instance).success
@@ -212,6 +213,17 @@ def test_publish_refuses_incomplete_shards_and_never_moves_live_back(home):
         stored = FeatureStore(con).snapshot(datetime.fromisoformat(earlier), basis=expected.basis_hash)
     assert len(expected) > 0
     _assert_identical(stored, expected)  # ... but the older snapshot joined the history
+    assert metadata["older_shard_files_deleted"].value == 0  # nothing older than `earlier`
+
+    # Publishing the later as_of again prunes the scratch files of the earlier one, keeps its own.
+    shard_dir = path / "artifacts" / "lte_shards" / live_before.basis_hash / live_before.variant
+    assert len(list(shard_dir.iterdir())) == 2
+    again = dg.materialize([lte_live_sharded], resources=resources, instance=instance)
+    again_metadata = again.get_asset_materialization_events()[0].materialization.metadata
+    assert again_metadata["older_shard_files_deleted"].value == len(shard_partitions.get_partition_keys())
+    (kept,) = list(shard_dir.iterdir())
+    assert kept.name == as_of_key(live_before.as_of)
+    assert len(list(kept.glob("*.npz"))) == len(shard_partitions.get_partition_keys())
 
 
 @pytest.mark.slow

@@ -126,3 +126,21 @@ def test_dagster_definitions_validate(demo_home):
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
+
+
+def test_a_refused_challenger_is_a_finished_pipeline_not_a_failure(tmp_path, monkeypatch):
+    """The gate doing its job (refusing a model) is not an error of the tool: `lte demo` exits 0,
+    the version stays challenger, nothing is promoted."""
+    for key, value in {**QUICK, "LTE_HOME": str(tmp_path / "home"), "LTE_GATE__MIN_UPLIFT": "100"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    from lte.config import load_settings
+    from orchestration.run import run_full_pipeline
+    from training.registry import Registry
+
+    settings = load_settings()
+    ok, figures = run_full_pipeline(settings)
+    assert ok
+    assert "registered_model" in figures and "champion_model" not in figures
+    registry = Registry.from_settings(settings)
+    assert registry.get("champion") is None and registry.get("challenger") is not None

@@ -97,6 +97,25 @@ def test_register_records_tags_metrics_manifest_and_signature(settings, basis, r
     assert signature.params.params[0].name == "k"
 
 
+def test_a_registration_that_fails_midway_leaves_no_version(settings, basis, registry, monkeypatch):
+    calls = {"n": 0}
+    real = registry.client.set_model_version_tag
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionError("tracking server went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry.client, "set_model_version_tag", flaky)
+    with pytest.raises(ConnectionError):
+        register(registry, settings, basis, seed=2, gate=verdict(True, None))
+    assert registry.client.search_model_versions(f"name='{registry.model_name}'") == []
+    monkeypatch.setattr(registry.client, "set_model_version_tag", real)
+    version = register(registry, settings, basis, seed=2, gate=verdict(True, None))  # the retry succeeds
+    assert registry.get("challenger").version == version
+
+
 def test_missing_design_tags_are_refused(settings, basis, registry):
     model, config = make_model(0)
     with pytest.raises(RegistryError, match="data_snapshot"):

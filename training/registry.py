@@ -239,13 +239,28 @@ class Registry:
                 )
                 run_id = run.info.run_id
         version = str(info.registered_model_version)
-        for key, value in all_tags.items():
-            self.client.set_model_version_tag(self.model_name, version, key, value)
-        self.client.set_model_version_tag(self.model_name, version, "run_id", run_id)
-        if verdict is not None:
-            self.record_gate(version, verdict, log_metrics=False)
-        self.client.set_registered_model_alias(self.model_name, "challenger", version)
+        try:
+            for key, value in all_tags.items():
+                self.client.set_model_version_tag(self.model_name, version, key, value)
+            self.client.set_model_version_tag(self.model_name, version, "run_id", run_id)
+            if verdict is not None:
+                self.record_gate(version, verdict, log_metrics=False)
+            self.client.set_registered_model_alias(self.model_name, "challenger", version)
+        except Exception:
+            # A version without its tags (basis hash, gate) must not be left behind for serving or
+            # promotion to find: delete it, mark the run failed, and let the caller retry.
+            self._discard(version, run_id)
+            raise
         return version
+
+    def _discard(self, version: str, run_id: str) -> None:
+        """Best effort: remove a half-registered version and mark its run FAILED (it keeps its logs)."""
+        for undo in (lambda: self.client.delete_model_version(self.model_name, version),
+                     lambda: self.client.set_terminated(run_id, status="FAILED")):
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - the original error is what the caller must see
+                pass
 
     def record_gate(self, version: str, verdict, log_metrics: bool = True) -> None:
         """Store a gate verdict (tags + metrics) on an existing version; promotion reads `gate.passed`."""

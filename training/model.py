@@ -255,14 +255,14 @@ class SASRec(nn.Module):
             return self.attn_item_emb.weight + self.attn_content_proj(self.item_content)
         return self.attn_item_emb.weight
 
-    def _lte_tokens(self, proj: LteProjection, lte: torch.Tensor, lte_mask: torch.Tensor):
-        """(B, k, width) projected LTE tokens (the "no LTE" vector where masked) and the (B, k) mask."""
+    def _as_tokens(self, lte: torch.Tensor, lte_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LTE as (B, k, lte_dim) vectors and a (B, k) mask, whichever form it came in."""
         if lte.dim() == 2:  # one vector per user
             lte, lte_mask = lte[:, None], lte_mask[:, None]
         if lte.size(1) != self.config.lte_tokens:
             raise ValueError(f"the model reads {self.config.lte_tokens} LTE vector(s) per user, got {lte.size(1)}: "
                              "train it on the LTE variant it is served with")
-        return proj(lte, lte_mask), lte_mask
+        return lte, lte_mask
 
     def _encode(self, items: torch.Tensor, lte: torch.Tensor | None, lte_mask: torch.Tensor | None,
                 need_weights: bool = False):
@@ -273,7 +273,8 @@ class SASRec(nn.Module):
         if L > config.max_len:
             raise ValueError(f"sequence length {L} exceeds max_len {config.max_len}")
         positions = torch.arange(config.max_len - L, config.max_len, device=items.device)
-        x = F.embedding(items, self.item_table()) + self.pos_emb(positions)  # (B, L, C)
+        item_vectors = F.embedding(items, self.item_table())  # (B, L, C)
+        x = item_vectors + self.pos_emb(positions)
         dare = config.dare
         a = F.embedding(items, self.attention_table()) + self.attn_pos_emb(positions) if dare else None
         valid = items > 0  # (B, L)
@@ -281,10 +282,11 @@ class SASRec(nn.Module):
         if integration != "none":
             if lte is None or lte_mask is None:
                 raise ValueError(f"integration {integration!r} needs lte and lte_mask")
-            tokens, token_mask = self._lte_tokens(self.lte_proj, lte, lte_mask)  # (B, k, C), (B, k)
+            lte, token_mask = self._as_tokens(lte, lte_mask)  # (B, k, lte_dim), (B, k)
+            tokens = self.lte_proj(lte, token_mask)  # (B, k, C); the "no LTE" vector where masked
             anchor = masked_mean(tokens, token_mask)  # (B, C): one vector for the non-prefix integrations
             if dare and integration in ("prefix", "injection"):
-                attn_tokens, _ = self._lte_tokens(self.attn_lte_proj, lte, lte_mask)
+                attn_tokens = self.attn_lte_proj(lte, token_mask)
             if integration == "injection":
                 x = x + anchor[:, None, :]
                 if dare:
@@ -299,8 +301,8 @@ class SASRec(nn.Module):
                 shown = token_mask.clone()
                 shown[:, 0] = True
                 valid = torch.cat([shown, valid], dim=1)
-            elif integration == "slsrec":
-                aux["long"] = anchor
+            elif integration == "slsrec":  # what contrastive_terms reads
+                aux.update(long=anchor, lte=lte, lte_mask=token_mask, item_vectors=item_vectors, valid=valid)
         x = self.emb_dropout(x)
         if dare:
             a = self.emb_dropout(a)
@@ -349,26 +351,22 @@ class SASRec(nn.Module):
         scores[..., 0] = float("-inf")
         return scores
 
-    def contrastive_terms(self, items: torch.Tensor, lte: torch.Tensor, lte_mask: torch.Tensor,
-                          aux: dict) -> torch.Tensor:
-        """SLSRec's self-supervised term at each sequence's last position, users with an LTE only.
+    def contrastive_terms(self, aux: dict) -> torch.Tensor:
+        """SLSRec's self-supervised term at each sequence's last position, users with an LTE only
+        (`aux` from `_encode` with integration slsrec).
 
         Proxies in item space: long-term = the content part of the LTE's item representation
         (content_proj of the basis average, exactly the mean content part of the window's items);
         short-term = the mean representation of the input items. The long-term representation must
         pick its own long proxy out of the batch's and over its own short proxy; the short-term
         representation the reverse (InfoNCE, in-batch negatives)."""
-        if lte.dim() == 2:
-            lte, lte_mask = lte[:, None], lte_mask[:, None]
-        has_lte = lte_mask.any(1)
+        has_lte = aux["lte_mask"].any(1)
         if int(has_lte.sum()) < 2:
             return aux["short"].new_zeros(())
-        weights = lte_mask.float()[..., None]
-        long_proxy = self.content_proj((lte * weights).sum(1) / weights.sum(1).clamp(min=1.0))  # (B, C)
-        valid = (items > 0).float()[..., None]
-        short_proxy = (F.embedding(items, self.item_table()) * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+        long_proxy = self.content_proj(masked_mean(aux["lte"][has_lte], aux["lte_mask"][has_lte]))  # (n, C)
+        valid = aux["valid"][has_lte].float()[..., None]
+        short_proxy = (aux["item_vectors"][has_lte] * valid).sum(1) / valid.sum(1).clamp(min=1.0)
         long, short = aux["long"][has_lte], aux["short"][has_lte, -1]
-        long_proxy, short_proxy = long_proxy[has_lte], short_proxy[has_lte]
         tau = self.config.contrastive_temperature
         return 0.5 * (info_nce(long, long_proxy, short_proxy, tau) + info_nce(short, short_proxy, long_proxy, tau))
 
@@ -381,7 +379,7 @@ class SASRec(nn.Module):
         # Logits only where there is a target: padded positions would cost a full (V,) row each.
         terms = {"next_item": F.cross_entropy(self.logits(hidden[keep]), targets[keep])}
         if self.config.integration == "slsrec":
-            terms["contrastive"] = self.contrastive_terms(items, lte, lte_mask, aux)
+            terms["contrastive"] = self.contrastive_terms(aux)
         return terms
 
     def loss(self, items: torch.Tensor, targets: torch.Tensor, lte: torch.Tensor | None = None,

@@ -141,7 +141,7 @@ class Recommender:
         live = live_lte(con, user_ids)
         for serving_hash in live.basis_hashes:
             self.check_basis(serving_hash)
-        lte, lte_mask = live.model_inputs(self.bundle.config.lte_dim, getattr(self.bundle.config, "lte_tokens", 1))
+        lte, lte_mask = live.model_inputs(self.bundle.config.lte_dim, self.bundle.config.lte_tokens)
         top_ids, scores = self.ranker.rank(histories, lte, lte_mask, k)
         texts = item_texts(con, np.unique(top_ids))
         out = []

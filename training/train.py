@@ -115,7 +115,7 @@ def model_config(settings, dataset: SequenceDataset, integration: str | None = N
     m = settings.model
     return SASRecConfig(n_items=dataset.n_items, lte_dim=dataset.lte_dim, d_model=m.d_model, n_layers=m.n_layers,
                         n_heads=m.n_heads, max_len=dataset.max_len, dropout=m.dropout,
-                        integration=integration or m.integration, lte_tokens=getattr(dataset, "lte_tokens", 1),
+                        integration=integration or m.integration, lte_tokens=dataset.lte_tokens,
                         dare=m.dare, attn_dim=m.attn_dim, contrastive_weight=m.contrastive_weight,
                         contrastive_temperature=m.contrastive_temperature)
 

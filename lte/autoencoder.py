@@ -461,18 +461,23 @@ def _split_users(user_ids: np.ndarray, val_share: float, seed: int) -> tuple[np.
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _mean_nll(model: LteAutoencoder, data: _Padded, uniform: bool, batch_size: int = 1024) -> float:
-    """Mean per-user target NLL over all examples in `data` (no gradient)."""
-    total, count = 0.0, 0
+def _encoded_batches(model: LteAutoencoder, data: _Padded, uniform: bool, batch_size: int):
+    """(LTE, targets) per batch of `data`, without gradient: the encoder's LTE, or with `uniform`
+    the plain average it starts from."""
     with torch.inference_mode():
         tables = model.item_tables()
         for start in range(0, len(data.rows), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data.rows)))
-            rows, ages, targets = data.batch(idx)
+            rows, ages, targets = data.batch(torch.arange(start, min(start + batch_size, len(data.rows))))
             z, u = model.encode(rows, ages, tables)
-            nll = target_nll(model.decode(u if uniform else z), targets, model.pad_row)
-            total += float(nll.sum())
-            count += len(idx)
+            yield (u if uniform else z), targets
+
+
+def _mean_nll(model: LteAutoencoder, data: _Padded, uniform: bool, batch_size: int = 1024) -> float:
+    """Mean per-user target NLL over all examples in `data` (no gradient)."""
+    total, count = 0.0, 0
+    for lte, targets in _encoded_batches(model, data, uniform, batch_size):
+        total += float(target_nll(model.decode(lte), targets, model.pad_row).sum())
+        count += len(lte)
     return total / max(count, 1)
 
 
@@ -641,23 +646,17 @@ def likelihood_report(model: LteAutoencoder, examples: AutoencoderExamples, k: i
 def _decoder_ndcg(model: LteAutoencoder, data: _Padded, uniform: bool, k: int, batch_size: int = 512) -> float:
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float32))
     total, count = 0.0, 0
-    with torch.inference_mode():
-        tables = model.item_tables()
-        for start in range(0, len(data.rows), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data.rows)))
-            rows, ages, targets = data.batch(idx)
-            z, u = model.encode(rows, ages, tables)
-            scores = (u if uniform else z) @ model.basis[: model.n_items].T
-            top = scores.topk(min(k, model.n_items), dim=1).indices  # (B, k)
-            relevant = torch.zeros(len(idx), model.n_items + 1, dtype=torch.bool)
-            relevant.scatter_(1, targets, True)
-            relevant = relevant[:, : model.n_items]
-            hits = relevant.gather(1, top).float()
-            dcg = (hits * discounts[: top.shape[1]]).sum(1)
-            n_rel = relevant.sum(1).clamp(max=top.shape[1])
-            ideal = torch.cumsum(discounts[: top.shape[1]], 0)[n_rel.clamp(min=1) - 1]
-            total += float((dcg / ideal).sum())
-            count += len(idx)
+    for lte, targets in _encoded_batches(model, data, uniform, batch_size):
+        top = (lte @ model.basis[: model.n_items].T).topk(min(k, model.n_items), dim=1).indices  # (B, k)
+        relevant = torch.zeros(len(lte), model.n_items + 1, dtype=torch.bool)
+        relevant.scatter_(1, targets, True)
+        relevant = relevant[:, : model.n_items]
+        hits = relevant.gather(1, top).float()
+        dcg = (hits * discounts[: top.shape[1]]).sum(1)
+        n_rel = relevant.sum(1).clamp(max=top.shape[1])
+        ideal = torch.cumsum(discounts[: top.shape[1]], 0)[n_rel.clamp(min=1) - 1]
+        total += float((dcg / ideal).sum())
+        count += len(lte)
     return total / max(count, 1)
 
 

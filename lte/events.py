@@ -154,12 +154,6 @@ class EventSchema(pa.DataFrameModel):
         coerce = True
 
 
-# pandera imports its pandas backends on the first validate() (0.13 s measured): do that once at
-# import, like any other import, rather than inside the first ingestion's timed work.
-EventSchema.validate(pd.DataFrame({"user_id": pd.Series([], dtype="int64"), "item_id": pd.Series([], dtype="int64"),
-                                   "ts": pd.Series([], dtype="datetime64[us, UTC]"),
-                                   "event_type": pd.Series([], dtype="object")}))
-
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables and the `events` view; migrate a store of the older layout first.
